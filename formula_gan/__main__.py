@@ -1,0 +1,5 @@
+import sys
+
+from formula_gan.cli import main
+
+sys.exit(main())

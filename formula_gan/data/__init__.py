@@ -1,0 +1,1 @@
+"""The data layer: InkML, rasterization, shards, vocabularies, loaders, augmentation, exports."""

@@ -1,0 +1,144 @@
+"""WebDataset tar shards: writing them atomically and deterministically, reading them back.
+
+A sample is ``<key>.png`` (8-bit grayscale, dark ink on white) plus ``<key>.json``
+(its metadata, see DESIGN.md's sample schema). Tars are written byte-for-byte
+deterministically (fixed mtime, owner and mode, members in sample order), so the
+same samples give the same file and the same checksum, which is what makes
+resume and split jobs comparable to uninterrupted ones.
+"""
+
+from __future__ import annotations
+
+from formula_gan.errors import FormulaGanError
+
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+SHARD_PATTERN = "shard-{index:06d}.tar"
+_SHARD_RE = re.compile(r"^shard-(\d{6})\.tar$")
+# Keys become tar member names "<key>.png"; webdataset splits a member name at
+# its first dot, so keys must not contain dots (or slashes).
+_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+class ShardError(FormulaGanError):
+    """A shard that is missing, truncated, or does not match its manifest."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    key: str
+    png: bytes
+    meta: dict[str, Any]
+
+
+def shard_name(index: int) -> str:
+    return SHARD_PATTERN.format(index=index)
+
+
+def shard_index(name: str) -> int | None:
+    match = _SHARD_RE.match(name)
+    return int(match.group(1)) if match else None
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temporary name in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+class ShardWriter:
+    """Writes one shard; the final name appears only when the block exits cleanly.
+
+    >>> with ShardWriter(out / shard_name(3)) as w:
+    ...     w.write(Sample(key, png, meta))
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.count = 0
+        self._keys: set[str] = set()
+        self._tar: tarfile.TarFile | None = None
+
+    def __enter__(self) -> "ShardWriter":
+        self._tar = tarfile.open(self.tmp, "w", format=tarfile.USTAR_FORMAT)
+        return self
+
+    def write(self, sample: Sample) -> None:
+        assert self._tar is not None, "use ShardWriter as a context manager"
+        if not _KEY_RE.match(sample.key):
+            raise ValueError(f"sample key {sample.key!r} may hold only letters, digits, '_' and '-'")
+        if sample.key in self._keys:
+            raise ValueError(f"duplicate sample key {sample.key!r} in {self.path.name}")
+        self._keys.add(sample.key)
+        meta = json.dumps(sample.meta, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        self._add(f"{sample.key}.png", sample.png)
+        self._add(f"{sample.key}.json", meta)
+        self.count += 1
+
+    def _add(self, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mtime = 0  # deterministic bytes: same samples, same file, same checksum
+        info.mode = 0o644
+        info.uname = info.gname = ""
+        self._tar.addfile(info, io.BytesIO(data))  # type: ignore[union-attr]
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self._tar is not None
+        self._tar.close()
+        if exc_type is not None:
+            self.tmp.unlink(missing_ok=True)
+            return
+        with open(self.tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+
+
+def read_shard(path: str | Path) -> Iterator[Sample]:
+    """Yield the samples of one shard in order (a plain reader for tests and exports;
+    training reads through ``webdataset``)."""
+    path = Path(path)
+    try:
+        with tarfile.open(path, "r") as tar:
+            pending: dict[str, dict[str, bytes]] = {}
+            for member in tar:
+                if not member.isfile():
+                    continue
+                key, _, ext = member.name.partition(".")
+                fileobj = tar.extractfile(member)
+                assert fileobj is not None
+                parts = pending.setdefault(key, {})
+                parts[ext] = fileobj.read()
+                if "png" in parts and "json" in parts:
+                    del pending[key]
+                    yield Sample(key, parts["png"], json.loads(parts["json"].decode("utf-8")))
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise ShardError(f"{path}: cannot read shard ({err})") from err
+    if pending:
+        raise ShardError(f"{path}: samples without both .png and .json: {sorted(pending)[:5]}")

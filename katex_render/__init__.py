@@ -1,0 +1,1 @@
+"""LaTeX normalization through KaTeX's parser, style sampling, and the batched Chromium renderer."""
