@@ -1,0 +1,114 @@
+"""A generator file for synthesis: the (EMA) generator alone, small, safe to load.
+
+The exported generator has its spectral norms baked into plain weights (W / σ with the
+power-iteration vectors of the checkpoint), so synthesis needs no parametrizations and
+loads into ``Generator(spectral_norm=False)``. The file is a plain dict of tensors and
+primitives, read with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.utils import parametrize
+
+from formula_gan import __version__
+from formula_gan.errors import FormulaGanError
+from formula_gan.models.generator import Generator
+
+FORMAT = "formula-gan-generator"
+FORMAT_VERSION = 1
+
+
+class GeneratorFileError(FormulaGanError):
+    """A generator file that is missing, truncated, corrupt, or of another kind."""
+
+
+def bake_spectral_norm(generator: Generator) -> Generator:
+    """A plain copy of ``generator`` (eval mode, float32, CPU) with each spectral-normed
+    weight replaced by its value W / σ: the same function, without parametrizations."""
+    src = copy.deepcopy(generator).cpu().float().eval()  # eval: reading a weight runs no power iteration
+    state = {k: v for k, v in src.state_dict().items() if ".parametrizations." not in k}
+    with torch.no_grad():
+        for name, module in src.named_modules():
+            if parametrize.is_parametrized(module):
+                for tensor_name in module.parametrizations.keys():
+                    state[f"{name}.{tensor_name}" if name else tensor_name] = getattr(module, tensor_name).detach().clone()
+    plain = Generator(**{**generator.config, "spectral_norm": False})
+    plain.load_state_dict(state)
+    return plain.eval()
+
+
+def save_generator(generator: Generator, path: str | Path, *, step: int, config: dict[str, Any],
+                   source_sha256: str | None = None, fp16: bool = False) -> str:
+    """Write ``generator`` (usually the EMA copy) for synthesis; returns the file's sha256.
+
+    ``fp16`` halves the file; weights are cast back to float32 on load."""
+    plain = bake_spectral_norm(generator)
+    state = {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in plain.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_version": __version__,
+        "model": dict(plain.config),
+        "state_dict": state,
+        "step": int(step),
+        "config": config,
+        "source_sha256": source_sha256,
+        "dtype": "float16" if fp16 else "float32",
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)  # a reader never sees a half-written file
+    return sha256_file(path)
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
+    """(Generator in eval mode on ``device``, meta) from an exported file.
+
+    meta: ``config`` (the training config), ``model`` (constructor arguments), ``step``,
+    ``sha256`` (of this file), ``source_sha256`` (of the training checkpoint), ``dtype``."""
+    path = Path(path)
+    if not path.is_file():
+        raise GeneratorFileError(f"generator file not found: {path}")
+    payload = _read(path, "generator file")
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        kind = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
+        hint = " (a training checkpoint: export it with `formula-gan export-generator CKPT --out FILE`)" if kind == "formula-gan-gan-checkpoint" else ""
+        raise GeneratorFileError(f"{path} is not a formula-gan generator file (format {kind!r}){hint}")
+    if payload.get("format_version") != FORMAT_VERSION:
+        raise GeneratorFileError(f"{path}: generator format version {payload.get('format_version')} is not supported (expected {FORMAT_VERSION})")
+    try:
+        generator = Generator(**payload["model"])
+        state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}
+        generator.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise GeneratorFileError(f"{path}: the weights do not fit the generator it describes: {err}") from err
+    meta = {k: payload.get(k) for k in ("config", "model", "step", "source_sha256", "dtype", "package_version")}
+    meta["sha256"] = sha256_file(path)
+    return generator.to(device).eval(), meta
+
+
+def _read(path: Path, what: str) -> Any:
+    """``torch.load(weights_only=True)`` with truncated/corrupt files turned into one clear error."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
+        raise GeneratorFileError(f"cannot read {what} {path}: truncated or corrupt ({type(err).__name__}: {err})") from err
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
