@@ -1,0 +1,500 @@
+"""Fast batched KaTeX rendering in headless Chromium.
+
+How a batch is rendered (one ``page.evaluate`` and one capture per sheet):
+
+1. the formulas go to the page as JSON data (``page.evaluate(fn, arg)``; never
+   spliced into script text) and ``katex.render`` lays each one out in its own
+   host element, with ``trust: false``, the configured ``strict``, ``maxSize``
+   and ``maxExpand``; a formula KaTeX rejects gets its error message;
+2. the page reads every box in one layout pass and shelf-packs them on a
+   ``page_width`` x ``sheet_height`` sheet (more sheets when the batch does not fit;
+   a formula larger than a sheet gets a sheet of its own), at integer
+   coordinates, so a formula rasterizes to the same pixels wherever it lands;
+3. each sheet is captured once through the DevTools ``Page.captureScreenshot``
+   with ``optimizeForSpeed`` (lossless PNG), then decoded and cut into boxes in a
+   thread while the browser renders the next batch; each box is cropped tight
+   by an ink threshold and padded by the style's padding.
+
+Robustness: each worker owns a Chromium process it launched itself. A batch
+that fails (the browser died, the page hung past its time budget, a page error)
+is retried on a fresh browser; a batch that keeps failing is split and the
+parts retried, down to the single formula that is then rejected with the
+reason. Pages are replaced every ``recycle_every`` batches to keep memory flat.
+
+Safety: the page's every request is answered from memory (the page, KaTeX's
+script, stylesheet and fonts) or aborted, host names do not resolve, a
+Content-Security-Policy forbids everything else, dialogs are dismissed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Sequence
+
+import numpy as np
+from PIL import Image
+
+from katex_render.browser import find_chromium, launch_args
+from katex_render.errors import KatexRenderError
+from katex_render.styles import Style, StyleConfig, check_style
+
+ORIGIN = "http://katex.local"
+ASSETS = Path(__file__).resolve().parent / "assets"
+KATEX_DIR = Path(__file__).resolve().parent / "node_modules" / "katex" / "dist"
+
+RenderResult = tuple["np.ndarray | None", "str | None"]  # (uint8 [h, w] dark ink on white, None) or (None, reason)
+
+
+@dataclass
+class RendererConfig:
+    # Browser processes working in parallel (one per core is the sweet spot:
+    # each keeps a core busy with layout, rasterization and PNG encoding).
+    workers: int = 2
+    # Formulas per page.evaluate; with the defaults a batch fills about one sheet.
+    batch_size: int = 192
+    # Sheet size in CSS px (= image px). Wider sheets pack better; every pixel
+    # is rasterized, encoded and decoded, so an empty one is pure cost.
+    page_width: int = 1800
+    sheet_height: int = 2000
+    # A batch may take timeout_s + per_formula_timeout_s * len(batch) seconds
+    # before its browser is killed and the batch split to isolate the culprit.
+    timeout_s: float = 10.0
+    per_formula_timeout_s: float = 0.1
+    # Browser launch (and page load) budget.
+    launch_timeout_s: float = 30.0
+    # A fresh page every this many batches keeps the renderer's memory flat.
+    recycle_every: int = 50
+    # Retries of a whole batch on a fresh browser before it is split.
+    max_retries: int = 2
+    # KaTeX options. trust is always false. strict: "ignore" | "warn" | "error".
+    strict: Literal["ignore", "warn", "error"] = "ignore"
+    max_size: float = 20.0  # em; caps user-given sizes (\rule{1000em}{1em}, \kern)
+    max_expand: int = 1000  # macro expansions per formula (\def loops end here)
+    display_mode: bool = True  # display style, so that \textstyle is a real choice
+    # A formula (without padding) larger than this in either direction is rejected.
+    max_side: int = 8000
+    # Pixels darker than this are ink (the tight crop keeps every pixel that
+    # differs visibly from white paper).
+    ink_threshold: int = 250
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.batch_size < 1:
+            raise ValueError("workers and batch_size must be at least 1")
+        if self.page_width < 64 or self.sheet_height < 64:
+            raise ValueError("page_width and sheet_height must be at least 64 px")
+        if not 1 <= self.ink_threshold <= 255:
+            raise ValueError("ink_threshold must be in 1..255")
+
+
+@dataclass
+class RenderConfig:
+    """The schema of ``configs/render.yaml``."""
+
+    style: StyleConfig = field(default_factory=StyleConfig)
+    renderer: RendererConfig = field(default_factory=RendererConfig)
+
+
+def margin_for(font_size: int) -> int:
+    """Room around a KaTeX box for glyph ink that overhangs it (italic
+    corrections, big operators, accents); neighbours never share it."""
+    return int(math.ceil(0.3 * font_size)) + 2
+
+
+class _BatchFailed(Exception):
+    """The browser died, hung, or the page threw: retry elsewhere or split."""
+
+
+@dataclass
+class _Capture:
+    """What the page produced for a batch: per item an error or a crop box, and the sheets' images."""
+
+    items: list[dict[str, Any]]
+    sheets: list[bytes]
+
+
+class _Browser:
+    """One Chromium process (launched here, so its pid is known and killable),
+    one context and page on it, and the DevTools session used for captures."""
+
+    def __init__(self, pw: Any, cfg: RendererConfig, executable: Path, assets: dict[str, tuple[bytes, str]],
+                 events: list[dict[str, Any]]):
+        self.pw, self.cfg, self.executable, self.assets, self.events = pw, cfg, executable, assets, events
+        self.proc: subprocess.Popen | None = None
+        self.profile: str | None = None
+        self.browser: Any = None
+        self.context: Any = None
+        self.page: Any = None
+        self.cdp: Any = None
+        self.batches_on_page = 0
+        self.launches = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+    async def start(self) -> None:
+        self.profile = tempfile.mkdtemp(prefix="katex-render-")
+        port_file = Path(self.profile) / "DevToolsActivePort"
+        cmd = [str(self.executable), "--headless", "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
+               f"--user-data-dir={self.profile}", *launch_args(), "about:blank"]
+        log = open(Path(self.profile) / "chromium.log", "wb")
+        try:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        finally:
+            log.close()
+        self.launches += 1
+        deadline = time.monotonic() + self.cfg.launch_timeout_s
+        while not port_file.exists() or not port_file.read_text().strip():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                tail = (Path(self.profile) / "chromium.log").read_bytes()[-600:].decode("utf-8", "replace")
+                await self.close()
+                raise KatexRenderError(f"Chromium ({self.executable}) did not start: {tail.strip() or 'no output'}")
+            await asyncio.sleep(0.02)
+        port = int(port_file.read_text().split()[0])
+        self.browser = await self.pw.chromium.connect_over_cdp(f"http://127.0.0.1:{port}",
+                                                               timeout=self.cfg.launch_timeout_s * 1000)
+        await self.new_page()
+
+    async def new_page(self) -> None:
+        if self.context is not None:
+            await self.context.close()
+        cfg = self.cfg
+        self.context = await self.browser.new_context(
+            viewport={"width": cfg.page_width, "height": cfg.sheet_height},
+            device_scale_factor=1, java_script_enabled=True, offline=True,
+        )
+        await self.context.route("**/*", self._route)
+        self.context.on("request", self._on_request)
+        page = await self.context.new_page()
+        page.on("dialog", self._on_dialog)
+        page.on("framenavigated", self._on_navigated)
+        page.on("popup", self._on_popup)
+        await page.goto(f"{ORIGIN}/page.html", wait_until="load", timeout=cfg.launch_timeout_s * 1000)
+        info = await page.evaluate("() => formulaGan.warmUp()")
+        if not info or info.get("faces", 0) < 1:
+            raise KatexRenderError(f"the KaTeX page did not load its fonts ({info})")
+        self.page = page
+        self.cdp = await self.context.new_cdp_session(page)
+        self.batches_on_page = 0
+
+    # ---- what the page tries to do (recorded: the security test reads them) ----------
+    async def _route(self, route: Any) -> None:
+        url = route.request.url
+        if url.startswith(ORIGIN + "/"):
+            asset = self.assets.get(url[len(ORIGIN) + 1:].split("?")[0])
+            if asset is not None:
+                await route.fulfill(status=200, body=asset[0], content_type=asset[1])
+                return
+        self.events.append({"event": "blocked", "url": url})
+        await route.abort("blockedbyclient")
+
+    def _on_request(self, request: Any) -> None:
+        url = request.url
+        if not (url.startswith(ORIGIN + "/") and url[len(ORIGIN) + 1:].split("?")[0] in self.assets):
+            self.events.append({"event": "request", "url": url})
+
+    def _on_dialog(self, dialog: Any) -> None:
+        self.events.append({"event": "dialog", "type": dialog.type, "message": dialog.message})
+        asyncio.ensure_future(dialog.dismiss())
+
+    def _on_navigated(self, frame: Any) -> None:
+        if frame.url != f"{ORIGIN}/page.html":
+            self.events.append({"event": "navigation", "url": frame.url})
+
+    def _on_popup(self, page: Any) -> None:
+        self.events.append({"event": "popup", "url": page.url})
+
+    # ---- rendering ------------------------------------------------------------------
+    async def capture(self, payload: list[dict[str, Any]]) -> _Capture:
+        cfg = self.cfg
+        if self.batches_on_page >= cfg.recycle_every:
+            await self.new_page()
+        self.batches_on_page += 1
+        arg = {
+            "items": payload,
+            "options": {"displayMode": cfg.display_mode, "strict": cfg.strict, "maxSize": cfg.max_size,
+                        "maxExpand": cfg.max_expand},
+            "pageWidth": cfg.page_width,
+            "sheetHeight": cfg.sheet_height,
+        }
+        layout = await self.page.evaluate("(arg) => formulaGan.renderBatch(arg)", arg)
+        sheets: list[bytes] = []
+        for k, sheet in enumerate(layout["sheets"]):
+            width, height = int(sheet["width"]), int(sheet["height"])
+            oversize = width > cfg.page_width or height > cfg.sheet_height
+            if k > 0:
+                await self.page.evaluate("(k) => formulaGan.showSheet(k)", k)
+            if oversize:
+                await self.page.set_viewport_size({"width": width, "height": height})
+            shot = await self.cdp.send("Page.captureScreenshot", {
+                "format": "png",
+                "clip": {"x": 0, "y": 0, "width": width, "height": max(height, 1), "scale": 1},
+                "optimizeForSpeed": True,
+                "captureBeyondViewport": False,
+            })
+            if oversize:
+                await self.page.set_viewport_size({"width": cfg.page_width, "height": cfg.sheet_height})
+            sheets.append(base64.b64decode(shot["data"]))
+        return _Capture(layout["items"], sheets)
+
+    async def close(self) -> None:
+        """Close the connection and end the process (killing it if it does not go quietly)."""
+        if self.browser is not None:
+            try:
+                await asyncio.wait_for(self.browser.close(), 5.0)
+            except Exception:  # noqa: BLE001 - a dead or hung browser: it is killed below
+                pass
+        self.browser = self.context = self.page = self.cdp = None
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                try:
+                    os.killpg(self.proc.pid, signal.SIGKILL)  # its whole process group (renderers, gpu, zygote)
+                except ProcessLookupError:
+                    pass
+            await asyncio.get_running_loop().run_in_executor(None, self.proc.wait)
+            self.proc = None
+        if self.profile is not None:
+            shutil.rmtree(self.profile, ignore_errors=True)
+            self.profile = None
+
+    async def restart(self) -> None:
+        await self.close()
+        await self.start()
+
+
+def _load_assets() -> dict[str, tuple[bytes, str]]:
+    """Everything the page may load, read once into memory: {path: (bytes, mime type)}."""
+    needed = [KATEX_DIR / "katex.min.js", KATEX_DIR / "katex.min.css", KATEX_DIR / "fonts"]
+    missing = [p for p in needed if not p.exists()]
+    if missing:
+        raise KatexRenderError(
+            f"KaTeX is not installed ({missing[0]} missing); run 'npm ci --prefix katex_render' "
+            "(or scripts/setup.sh) in the repository"
+        )
+    assets = {
+        "page.html": ((ASSETS / "page.html").read_bytes(), "text/html; charset=utf-8"),
+        "render.js": ((ASSETS / "render.js").read_bytes(), "text/javascript; charset=utf-8"),
+        "katex.min.js": ((KATEX_DIR / "katex.min.js").read_bytes(), "text/javascript; charset=utf-8"),
+        "katex.min.css": ((KATEX_DIR / "katex.min.css").read_bytes(), "text/css; charset=utf-8"),
+    }
+    for font in sorted((KATEX_DIR / "fonts").glob("*.woff2")):
+        assets[f"fonts/{font.name}"] = (font.read_bytes(), "font/woff2")
+    return assets
+
+
+def crop_sheet(sheet: np.ndarray, box: dict[str, Any], padding: int, threshold: int) -> RenderResult:
+    """Cut one formula's box out of a sheet, crop it tight to its ink, pad it.
+
+    sheet: uint8 [H, W] grayscale; returns uint8 [h + 2p, w + 2p] dark ink on white."""
+    x, y, w, h = int(box["x"]), int(box["y"]), int(box["w"]), int(box["h"])
+    region = sheet[y:y + h, x:x + w]  # [h, w]
+    ink = region < threshold
+    rows = np.flatnonzero(ink.any(axis=1))
+    if rows.size == 0:
+        return None, "renders no visible ink"
+    cols = np.flatnonzero(ink[rows[0]:rows[-1] + 1].any(axis=0))
+    tight = region[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    if padding:
+        tight = np.pad(tight, padding, mode="constant", constant_values=255)
+    return np.ascontiguousarray(tight), None
+
+
+def _decode_sheet(data: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(data)) as img:
+        if img.mode != "L":
+            img = img.convert("L")
+        return np.asarray(img)  # [H, W] uint8
+
+
+def _cut(capture: _Capture, paddings: Sequence[int], threshold: int, max_side: int) -> list[RenderResult]:
+    sheets = [_decode_sheet(data) for data in capture.sheets]
+    out: list[RenderResult] = []
+    for item, padding in zip(capture.items, paddings):
+        if "error" in item:
+            out.append((None, f"KaTeX: {item['error']}"))
+            continue
+        result = crop_sheet(sheets[item["sheet"]], item, padding, threshold)
+        image = result[0]
+        if image is not None and max(image.shape) - 2 * padding > max_side:
+            out.append((None, f"too large: {image.shape[1] - 2 * padding} x {image.shape[0] - 2 * padding} px "
+                              f"(max_side {max_side})"))
+        else:
+            out.append(result)
+    return out
+
+
+class Renderer:
+    """Renders (LaTeX, Style) pairs to grayscale images with a pool of Chromium processes.
+
+    >>> with Renderer(workers=2) as renderer:
+    ...     [(image, error)] = renderer.render([(r"\\frac{a}{b}", Style("\\mathrm", 32, 4))])
+
+    ``image`` is uint8 [h, w], dark ink on white, cropped tight then padded by
+    ``style.padding``; or ``None`` with the reason in ``error``. The same formula and
+    style give the same pixels whatever batch, worker or page they land in.
+    Thread-safe: ``render``/``submit`` may be called from any thread.
+    """
+
+    def __init__(self, workers: int | None = None, timeout_s: float | None = None,
+                 config: RendererConfig | None = None, executable: str | Path | None = None, **overrides: Any):
+        cfg = config or RendererConfig()
+        changes = dict(overrides)
+        if workers is not None:
+            changes["workers"] = workers
+        if timeout_s is not None:
+            changes["timeout_s"] = timeout_s
+        if changes:
+            cfg = RendererConfig(**{**cfg.__dict__, **changes})
+        self.config = cfg
+        self.executable = Path(executable) if executable else find_chromium()
+        self.events: list[dict[str, Any]] = []  # requests, dialogs, navigations the page attempted
+        self.stats = {"batches": 0, "retries": 0, "splits": 0, "restarts": 0, "recycles": 0}
+        self._assets = _load_assets()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._pw_manager: Any = None
+        self._pw: Any = None
+        self._browsers: list[_Browser] = []
+        self._free: asyncio.Queue[_Browser] | None = None
+        self._decoder = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, cfg.workers),
+                                                              thread_name_prefix="katex-decode")
+
+    # ---- life cycle -----------------------------------------------------------------
+    def __enter__(self) -> "Renderer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def start(self) -> None:
+        if self._loop is not None:
+            return
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="katex-render", daemon=True)
+        self._thread.start()
+        try:
+            self._call(self._start())
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        try:
+            self._call(self._stop())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            assert self._thread is not None
+            self._thread.join(10)
+            self._loop.close()
+            self._loop = None
+            self._decoder.shutdown(wait=True)
+
+    async def _start(self) -> None:
+        from playwright.async_api import async_playwright  # heavy; only when a renderer starts
+
+        self._pw_manager = async_playwright()
+        self._pw = await self._pw_manager.start()
+        self._browsers = [_Browser(self._pw, self.config, self.executable, self._assets, self.events)
+                          for _ in range(self.config.workers)]
+        await asyncio.gather(*(b.start() for b in self._browsers))
+        self._free = asyncio.Queue()
+        for b in self._browsers:
+            self._free.put_nowait(b)
+
+    async def _stop(self) -> None:
+        await asyncio.gather(*(b.close() for b in self._browsers), return_exceptions=True)
+        self._browsers = []
+        if self._pw_manager is not None:
+            await self._pw_manager.__aexit__(None, None, None)
+            self._pw_manager = self._pw = None
+
+    def _call(self, coro: Any) -> Any:
+        if self._loop is None:
+            raise KatexRenderError("the renderer is not started (use it as a context manager)")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def browser_pids(self) -> list[int]:
+        """The pids of the worker browsers now running (tests kill them to show recovery)."""
+        return [pid for b in self._browsers if (pid := b.pid) is not None]
+
+    # ---- rendering ------------------------------------------------------------------
+    def render(self, items: Sequence[tuple[str, Style]]) -> list[RenderResult]:
+        """Render every (latex, style); results in the same order."""
+        return self.submit(items).result()
+
+    def submit(self, items: Sequence[tuple[str, Style]]) -> "concurrent.futures.Future[list[RenderResult]]":
+        """Start rendering and return at once (render the next chunk while the caller
+        writes the previous one)."""
+        for _, style in items:
+            check_style(style)
+        if self._loop is None:
+            raise KatexRenderError("the renderer is not started (use it as a context manager)")
+        return asyncio.run_coroutine_threadsafe(self._render_all(list(items)), self._loop)
+
+    async def _render_all(self, items: list[tuple[str, Style]]) -> list[RenderResult]:
+        size = self.config.batch_size
+        batches = [items[i:i + size] for i in range(0, len(items), size)]
+        parts = await asyncio.gather(*(self._render_batch(b) for b in batches))
+        return [result for part in parts for result in part]
+
+    async def _render_batch(self, batch: list[tuple[str, Style]]) -> list[RenderResult]:
+        """Render one batch on whichever browser is free; retry, then split, on failure."""
+        assert self._free is not None
+        cfg = self.config
+        budget = cfg.timeout_s + cfg.per_formula_timeout_s * len(batch)
+        payload = [{"latex": style.wrap(latex), "size": style.font_size, "margin": margin_for(style.font_size)}
+                   for latex, style in batch]
+        paddings = [style.padding for _, style in batch]
+        reason = ""
+        for attempt in range(cfg.max_retries + 1):
+            browser = await self._free.get()
+            try:
+                try:
+                    capture = await asyncio.wait_for(browser.capture(payload), budget)
+                except asyncio.TimeoutError:
+                    reason = f"timed out: the page took more than {budget:.1f} s"
+                    self.stats["restarts"] += 1
+                    await browser.restart()
+                    break  # a hang repeats: do not retry the same batch, split it
+                except Exception as err:  # noqa: BLE001 - browser death or page error: classified below
+                    died = browser.pid is None or not (browser.browser and browser.browser.is_connected())
+                    reason = ("the browser died while rendering" if died
+                              else f"page error: {str(err).splitlines()[0][:200]}")
+                    self.stats["restarts"] += 1
+                    self.stats["retries"] += 1
+                    await browser.restart()
+                    continue
+                if browser.batches_on_page == 1 and browser.launches and self.stats["batches"]:
+                    self.stats["recycles"] += 1
+            finally:
+                self._free.put_nowait(browser)
+            self.stats["batches"] += 1
+            loop = asyncio.get_running_loop()
+            # Decode and crop in a thread: the browser is already free for the next batch.
+            return await loop.run_in_executor(self._decoder, _cut, capture, paddings, cfg.ink_threshold, cfg.max_side)
+        if len(batch) == 1:
+            return [(None, reason)]
+        self.stats["splits"] += 1
+        step = max(1, math.ceil(len(batch) / 8))  # eight parts: few timeouts to isolate one culprit
+        parts = [batch[i:i + step] for i in range(0, len(batch), step)]
+        results: list[RenderResult] = []
+        for part in parts:
+            results.extend(await self._render_batch(part))
+        return results
