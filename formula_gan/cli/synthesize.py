@@ -1,0 +1,88 @@
+"""``formula-gan synthesize``: the main job — formulas in, a handwritten dataset out."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser(
+        "synthesize",
+        help="turn formulas into a sharded dataset of generated handwriting",
+        description=(
+            "Read formulas (.txt one per line, im2latex .lst, .jsonl with 'latex'), normalize and "
+            "render them with KaTeX, translate the renderings into handwriting with a trained "
+            "generator, and write WebDataset shards, manifest.json, rejects.jsonl and preview.png. "
+            "Streams (memory does not grow with the input), resumes (rerun the same command after "
+            "an interruption) and splits (--num-shards/--shard-index, or RANK/WORLD_SIZE under torchrun)."
+        ),
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="formula files")
+    gen = p.add_mutually_exclusive_group()
+    gen.add_argument("--generator", metavar="FILE", help="an exported generator (formula-gan export-generator)")
+    gen.add_argument(
+        "--untrained-generator",
+        action="store_true",
+        help="use a randomly initialized generator: exercises the pipeline, the output is NOT handwriting",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (resumed if it holds this same job)")
+    p.add_argument("--variants", type=int, default=1, metavar="K", help="handwritings per formula (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="job seed: styles and z of every sample derive from it (default 0)")
+    p.add_argument("--oversize", choices=["skip", "downscale"], default="skip",
+                   help="inputs over 640,000 px at the working height: skip (reported as rejects) or downscale "
+                        "(drawn smaller; reported in the sample and the shard stats); default skip")
+    p.add_argument("--max-tokens", type=int, default=None, metavar="N", help="reject formulas of more than N tokens")
+    p.add_argument("--samples-per-shard", type=int, default=1000, metavar="N", help="(default 1000)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="B", help="generator batch size (default 32)")
+    p.add_argument("--render-workers", type=int, default=2, metavar="N", help="Chromium processes (default 2; one per core)")
+    p.add_argument("--num-shards", type=int, default=None, metavar="N", help="split the job into N parts ...")
+    p.add_argument("--shard-index", type=int, default=None, metavar="I", help="... and run part I (0-based)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from formula_gan.errors import FormulaGanError
+    from formula_gan.synthesis import SynthesisConfig, Synthesizer
+    from formula_gan.config import ConfigError
+
+    if (args.num_shards is None) != (args.shard_index is None):
+        raise FormulaGanError("--num-shards and --shard-index go together")
+    try:
+        config = SynthesisConfig(
+            variants=args.variants,
+            seed=args.seed,
+            oversize=args.oversize,
+            max_tokens=args.max_tokens,
+            samples_per_shard=args.samples_per_shard,
+        )
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    synth = Synthesizer(
+        args.generator,
+        untrained=args.untrained_generator,
+        config=config,
+        device=args.device,
+        batch_size=args.batch_size,
+        render_workers=args.render_workers,
+        progress=not args.no_progress,
+    )
+    report = synth.run(args.inputs, args.out, rank=args.shard_index, world_size=args.num_shards)
+    print(
+        f"synthesize: {report.samples_written} samples in {report.shards_written} new shards, "
+        f"{report.rejected} rejected, {report.downscaled} downscaled, {report.seconds:.1f} s",
+        file=sys.stderr,
+    )
+    if report.manifest is None:
+        print(f"synthesize: this part is done; {report.out_dir} gets its manifest.json when every part is", file=sys.stderr)
+    else:
+        m = report.manifest
+        print(f"shards:   {report.out_dir} ({m['num_samples']} samples in {m['num_shards']} shards; "
+              f"rejects: {report.out_dir / 'rejects.jsonl'} ({m['num_rejected']}))")
+        if report.preview is not None:
+            print(f"preview:  {report.preview}")
+    if synth.gen.untrained:
+        print("NOTE: made with an UNTRAINED generator: these images are not handwriting.", file=sys.stderr)
+    return 0

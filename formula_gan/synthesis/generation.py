@@ -1,0 +1,185 @@
+"""The generator side of synthesis: device, loading (or an explicitly untrained stand-in), batches.
+
+Everything that can fail here fails before any work starts: a device that is
+not there, a generator file that is missing or is not an exported generator.
+Generation is a pure function of (generator, input image, z seed): the model
+is in eval mode (BatchNorm uses its running statistics), z is drawn on the CPU
+from a per-sample seed, and the target domain is always "handwritten", so a
+sample's output does not depend on the other samples of its batch and any
+sample can be regenerated from its metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from formula_gan.data.batch import DOMAIN_IDS
+from formula_gan.data.images import ink_to_paper, paper_to_ink
+from formula_gan.errors import FormulaGanError
+
+HANDWRITTEN = DOMAIN_IDS["handwritten"]  # the target domain of every synthetic sample
+# Width multiplier of the stand-in generator built by ``untrained_generator``: small
+# enough to run on a laptop CPU; its output is noise-like, never handwriting.
+UNTRAINED_WIDTH = 0.125
+UNTRAINED_SEED = 0  # fixed, so the stand-in (and its hash) is the same on every run
+UNTRAINED_WARNING = (
+    "WARNING: --untrained-generator: the generator is randomly initialized; the images it writes are "
+    "NOT handwriting (they test the pipeline only). Train one with `formula-gan train-gan`, export it with "
+    "`formula-gan export-generator`, and pass it with --generator FILE."
+)
+
+
+class GeneratorLoadError(FormulaGanError):
+    """A generator file that is missing, unreadable, or not an exported generator."""
+
+
+class DeviceError(FormulaGanError):
+    """A device that this machine does not have."""
+
+
+@dataclass
+class LoadedGenerator:
+    model: torch.nn.Module
+    device: torch.device
+    z_dim: int
+    sha256: str
+    step: int
+    config: dict[str, Any] = field(default_factory=dict)
+    untrained: bool = False
+
+    def identity(self) -> dict[str, Any]:
+        """What a sample records about its generator (and what the job is checked against)."""
+        ident: dict[str, Any] = {"sha256": self.sha256, "step": self.step}
+        if self.untrained:
+            ident["untrained"] = True
+        return ident
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``None`` = CUDA when present else CPU; ``cuda`` under torchrun = this rank's local GPU."""
+    import os
+
+    if name is None or name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise DeviceError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from err
+    if device.type == "cpu":
+        return device
+    if device.type != "cuda":
+        raise DeviceError(f"device {name!r} is not supported (use cpu, cuda or cuda:N)")
+    if not torch.cuda.is_available():
+        raise DeviceError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__}); use --device cpu")
+    count = torch.cuda.device_count()
+    index = device.index
+    if index is None:
+        index = int(os.environ.get("LOCAL_RANK", "0"))  # one process per GPU under torchrun
+    if index >= count:
+        raise DeviceError(f"--device {name}: GPU {index} requested, this machine has {count}")
+    return torch.device("cuda", index)
+
+
+def load(path: str | Path, device: torch.device) -> LoadedGenerator:
+    """Load an exported generator (``formula-gan export-generator``), with clear errors."""
+    from formula_gan.models.generator_io import load_generator
+
+    path = Path(path)
+    if not path.is_file():
+        raise GeneratorLoadError(f"generator file not found: {path}")
+    try:
+        model, meta = load_generator(path, device)
+    except FormulaGanError as err:
+        raise GeneratorLoadError(f"{path}: {err}") from err
+    except Exception as err:  # noqa: BLE001 - torch/pickle raise many types for a foreign file
+        raise GeneratorLoadError(
+            f"{path} is not an exported generator ({type(err).__name__}: {str(err)[:200]}); "
+            "make one with `formula-gan export-generator CHECKPOINT --out FILE`"
+        ) from err
+    model.eval()
+    return LoadedGenerator(
+        model=model,
+        device=device,
+        z_dim=int(model.z_dim),
+        sha256=str(meta.get("sha256") or _file_sha256(path)),
+        step=int(meta.get("step") or 0),
+        config=dict(meta.get("config") or {}),
+    )
+
+
+def untrained_generator(device: torch.device, width: float = UNTRAINED_WIDTH) -> LoadedGenerator:
+    """A randomly initialized (fixed seed) small generator: the whole pipeline runs, nothing is learned."""
+    from formula_gan.models.generator import Generator
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(UNTRAINED_SEED)
+        # No spectral norm: exported generators have it baked in, and the stand-in behaves like one.
+        model = Generator(width=width, spectral_norm=False)
+    model.eval().to(device)
+    return LoadedGenerator(
+        model=model,
+        device=device,
+        z_dim=int(model.z_dim),
+        sha256=state_sha256(model),
+        step=0,
+        config={"model": dict(model.config)},
+        untrained=True,
+    )
+
+
+def state_sha256(model: torch.nn.Module) -> str:
+    """A hash of a model's weights (names, shapes, dtypes, bytes), independent of file format."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}\n".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    from formula_gan.data.shards import sha256_file
+
+    return sha256_file(path)
+
+
+def draw_z(z_seed: int, z_dim: int) -> torch.Tensor:
+    """z [z_dim] from a sample's seed, on the CPU so that every device gets the same z."""
+    g = torch.Generator(device="cpu").manual_seed(z_seed)
+    return torch.randn(z_dim, generator=g)
+
+
+class BatchRunner:
+    """Runs the generator on same-width batches of working-height images."""
+
+    def __init__(self, gen: LoadedGenerator, bf16: bool = True):
+        self.gen = gen
+        # bf16 autocast on CUDA: ~2x the throughput of fp32 on tensor cores; outputs are
+        # rounded to 8 bits anyway. CPU stays fp32 (bf16 there is slow and changes bytes).
+        self.autocast = bf16 and gen.device.type == "cuda"
+
+    @torch.inference_mode()
+    def run(self, papers: list[np.ndarray], z_seeds: list[int], width: int) -> list[np.ndarray]:
+        """uint8 [h, w_i] paper images (w_i <= width) -> uint8 [h, w_i] generated paper images."""
+        if not papers:
+            return []
+        h = papers[0].shape[0]
+        batch = np.full((len(papers), h, width), 255, dtype=np.uint8)  # pad with blank paper
+        for i, p in enumerate(papers):
+            batch[i, :, : p.shape[1]] = p
+        device = self.gen.device
+        x = torch.stack([paper_to_ink(b) for b in batch]).to(device, non_blocking=True)  # [b, 1, h, W] ink = 1
+        z = torch.stack([draw_z(s, self.gen.z_dim) for s in z_seeds]).to(device)  # [b, z_dim]
+        domain = torch.full((len(papers),), HANDWRITTEN, dtype=torch.long, device=device)  # [b]
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        with ctx:
+            y = self.gen.model(x, domain, z)  # [b, 1, h, W] in [0, 1], ink = 1
+        y = y.float().cpu()
+        return [ink_to_paper(y[i, :, :, : p.shape[1]]) for i, p in enumerate(papers)]  # crop the padding off

@@ -1,0 +1,410 @@
+"""``Synthesizer``: formulas in, a sharded handwritten dataset out, streamed through bounded stages.
+
+    read + normalize + filter ─q─► render (Chromium pool) + scale to the working height
+        ─q─► group by width, generate in batches ─q─► encode PNG, write shards (this thread)
+
+Each arrow is a queue of a few messages, so memory is bounded by what the
+stages hold (about one shard of images), never by the size of the corpus.
+
+The job is a ``ShardedJob``: item ``i`` (a formula and variant) goes to shard
+``i // samples_per_shard`` and shard ``s`` to rank ``s % world_size``; a shard is
+written whole or not at all, so a killed run resumes where it stopped and
+split runs add up to one run. Every sample is a pure function of its item:
+the style and z come from seeds derived from the job seed and the sample's
+key, the generator runs in eval mode on inputs padded as a function of the
+sample alone, and batches are formed within one shard in a fixed order. The
+resulting shards are byte-identical however the job is run (on one device
+type; CUDA kernels and bf16 give other bytes than the CPU).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import hashlib
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+from formula_gan.config import to_dict
+from formula_gan.data.images import encode_png
+from formula_gan.data.jobs import ShardedJob, ShardResult, env_rank
+from formula_gan.data.shards import Sample
+from formula_gan.errors import FormulaGanError
+from formula_gan.synthesis.config import SynthesisConfig
+from formula_gan.synthesis.generation import (
+    UNTRAINED_WARNING,
+    BatchRunner,
+    LoadedGenerator,
+    load,
+    resolve_device,
+    untrained_generator,
+)
+from formula_gan.synthesis.items import Item, Record, derive_seed, iter_items, sample_key
+from formula_gan.synthesis.policy import padded_width, prepare
+from formula_gan.synthesis.preview import write_preview
+from formula_gan.synthesis.stages import Pipeline, StageStats
+
+PREVIEW = "preview.png"
+PREVIEW_PAIRS = 8  # rows of the preview sheet: the first samples of shard 0
+DOMAIN = "synthetic"
+
+
+@dataclass
+class Piece:
+    """A run of consecutive records of one shard, as it travels between stages."""
+
+    shard: int
+    size: int  # records in the whole shard
+    records: list[Record]
+    last: bool  # nothing of this shard follows
+
+
+@dataclass
+class SynthesisReport:
+    out_dir: Path
+    shards_written: int
+    samples_written: int
+    rejected: int
+    downscaled: int
+    manifest: dict[str, Any] | None  # None until every rank's shards are there
+    preview: Path | None
+    generator: dict[str, Any]
+    seconds: float
+    stages: list[StageStats] = field(default_factory=list)
+
+    def stage_rates(self) -> dict[str, float]:
+        """Items per busy second of each stage (busy = not waiting on a neighbour)."""
+        items = self.samples_written + self.rejected
+        return {s.name: items / s.busy_s for s in self.stages if s.busy_s > 0}
+
+
+class Synthesizer:
+    """Translate formulas into handwriting with a trained generator, at scale.
+
+    >>> synth = Synthesizer("generator.pt", device="cuda")
+    >>> report = synth.run(["formulas.txt"], "out/synthetic")
+
+    Everything that can be wrong with the set-up (the generator file, the
+    device) is an error here, before any work; an output folder holding
+    another job is an error at the start of ``run``.
+    """
+
+    def __init__(
+        self,
+        generator: str | Path | None = None,
+        *,
+        untrained: bool = False,
+        config: SynthesisConfig | None = None,
+        device: str | None = None,
+        batch_size: int = 32,
+        render_workers: int = 2,
+        render_batch: int = 192,
+        queue_depth: int = 2,
+        progress: bool = True,
+        log: Any = None,
+    ):
+        if (generator is None) == (not untrained):
+            raise FormulaGanError(
+                "give a generator file (--generator FILE, from `formula-gan export-generator`), "
+                "or ask for --untrained-generator explicitly (random weights: the output is NOT handwriting)"
+                if generator is None
+                else "give either a generator file or untrained=True, not both"
+            )
+        if batch_size < 1 or render_workers < 1 or render_batch < 1:
+            raise FormulaGanError("batch size, render workers and render batch must be at least 1")
+        self.config = config or SynthesisConfig()
+        self.device = resolve_device(device)
+        self.gen: LoadedGenerator = untrained_generator(self.device) if untrained else load(generator, self.device)
+        self.batch_size = batch_size
+        self.render_workers = render_workers
+        self.render_batch = render_batch
+        self.queue_depth = queue_depth
+        self.progress = progress
+        self.log = log if log is not None else sys.stderr
+        if self.gen.untrained:
+            print(UNTRAINED_WARNING, file=self.log)
+
+    # ---- the job --------------------------------------------------------------------
+    def job_identity(self, inputs: Sequence[str | Path]) -> dict[str, Any]:
+        """What makes two runs the same job: inputs (by name and content), generator, config."""
+        described = []
+        for path in inputs:
+            path = Path(path)
+            if not path.is_file():
+                raise FormulaGanError(f"input not found: {path}")
+            described.append({"name": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)})
+        return {
+            "kind": "synthesize",
+            "inputs": described,
+            "generator": self.gen.identity(),
+            "config": to_dict(self.config),
+        }
+
+    def run(
+        self,
+        inputs: Sequence[str | Path],
+        out_dir: str | Path,
+        *,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> SynthesisReport:
+        """Synthesize every formula of ``inputs`` (this rank's shards) into ``out_dir``; resumable."""
+        start = time.perf_counter()
+        if not inputs:
+            raise FormulaGanError("no input files given")
+        if rank is None or world_size is None:
+            rank, world_size = env_rank()
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise FormulaGanError(f"shard index {rank} is outside 0..{world_size - 1}")
+        job = ShardedJob(out_dir, self.job_identity(inputs), self.config.samples_per_shard, rank, world_size).open()
+        writer = _Writer(job, self.gen.identity(), self.progress)
+        items = iter_items(inputs, self.config.variants)
+        stages = [("render", self._render_stage), ("generate", self._generate_stage)]
+        with Pipeline(self._source(job, items), stages, self.queue_depth) as pipeline:
+            for piece in pipeline:
+                writer.add(piece)
+        writer.close()
+        manifest = job.finalize(self._manifest_extra(job.out_dir))
+        preview = job.out_dir / PREVIEW
+        return SynthesisReport(
+            out_dir=job.out_dir,
+            shards_written=writer.shards,
+            samples_written=writer.samples,
+            rejected=writer.rejected,
+            downscaled=writer.downscaled,
+            manifest=manifest,
+            preview=preview if preview.is_file() else None,
+            generator=self.gen.identity(),
+            seconds=time.perf_counter() - start,
+            stages=pipeline.stats + [_write_stats(pipeline.consumer_stats, writer.busy_s)],
+        )
+
+    def _manifest_extra(self, out_dir: Path) -> dict[str, Any]:
+        # Deterministic content only (no times, no rank): every rank that happens to
+        # finish last writes the same manifest.
+        return {
+            "domain": DOMAIN,
+            "generator": self.gen.identity(),
+            "oversize": {"policy": self.config.oversize, "max_pixels": self.config.max_pixels, "height": self.config.height},
+            "preview": PREVIEW,
+        }
+
+    # ---- stage 0: read, normalize, filter, assign keys, seeds and styles ---------------
+    def _source(self, job: ShardedJob, items: Iterable[Item]) -> Iterator[Piece]:
+        from katex_render.normalize import Normalizer, filter_tokens
+        from katex_render.styles import sample_style
+
+        cfg = self.config
+        normalizer: Normalizer | None = None
+        try:
+            for chunk in job.pending(items):
+                records = [Record(chunk.index, pos, item) for pos, item in enumerate(chunk.items)]
+                todo: list[Record] = []
+                for r in records:
+                    if r.item.read_error is not None:
+                        r.reject = r.item.read_error
+                        continue
+                    r.key = sample_key(r.item.source, r.item.latex, r.item.variant)
+                    r.seed = derive_seed(cfg.seed, r.key, "style")
+                    r.z_seed = derive_seed(cfg.seed, r.key, "z")
+                    todo.append(r)
+                if todo:
+                    if normalizer is None:  # started on the first pending shard: a finished job costs nothing
+                        normalizer = Normalizer().__enter__()
+                    distinct = list(dict.fromkeys(r.item.latex for r in todo))
+                    normalized = dict(zip(distinct, normalizer.normalize(distinct)))
+                    for r in todo:
+                        tokens, error = normalized[r.item.latex]
+                        if tokens is None:
+                            r.reject = f"normalize: {error}"
+                            continue
+                        reason = filter_tokens(tokens, None, cfg.max_tokens)
+                        if reason is not None:
+                            r.reject = reason
+                            continue
+                        r.tokens = tokens
+                        r.style = sample_style(cfg.style, r.seed)
+                step = self.render_batch
+                for i in range(0, len(records), step):
+                    yield Piece(chunk.index, len(records), records[i : i + step], last=i + step >= len(records))
+        finally:
+            if normalizer is not None:
+                normalizer.__exit__(None, None, None)
+
+    # ---- stage 1: render and scale to the working height -------------------------------
+    def _render_stage(self, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        from katex_render.renderer import Renderer
+
+        renderer: Renderer | None = None
+        # Several pieces in flight, so that every browser has the next batch waiting
+        # while this thread scales the previous one.
+        inflight: collections.deque[tuple[Piece, list[Record], concurrent.futures.Future[Any] | None]] = collections.deque()
+        try:
+            for piece in pieces:
+                todo = [r for r in piece.records if r.reject is None]
+                future = None
+                if todo:
+                    if renderer is None:
+                        renderer = Renderer(workers=self.render_workers).__enter__()
+                    future = renderer.submit([(" ".join(r.tokens or ()), r.style) for r in todo])
+                inflight.append((piece, todo, future))
+                if len(inflight) > self.render_workers:
+                    yield self._finish_render(*inflight.popleft())
+            while inflight:
+                yield self._finish_render(*inflight.popleft())
+        finally:
+            for _, _, future in inflight:
+                if future is not None:
+                    future.cancel()
+            if renderer is not None:
+                renderer.__exit__(None, None, None)
+
+    def _finish_render(self, piece: Piece, todo: list[Record], future: concurrent.futures.Future[Any] | None) -> Piece:
+        if future is None:
+            return piece
+        cfg = self.config
+        for r, (image, reason) in zip(todo, future.result()):
+            if image is None:
+                r.reject = f"render: {reason}"
+                continue
+            prepared = prepare(image, cfg.height, cfg.oversize, cfg.max_pixels)
+            r.rendered_size = (int(image.shape[0]), int(image.shape[1]))
+            if prepared.reject is not None:
+                r.reject = prepared.reject
+                continue
+            r.image, r.downscaled = prepared.image, prepared.downscaled
+        return piece
+
+    # ---- stage 2: group by width, generate -------------------------------------------
+    def _generate_stage(self, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        runner = BatchRunner(self.gen)
+        # Batches are formed inside one shard, in item order, per padded width: a
+        # function of the shard alone, so reruns and split runs batch identically.
+        buckets: dict[int, list[Record]] = {}
+        budget = self.batch_size * self.config.height * 512  # pixels: wide inputs make smaller batches
+        for piece in pieces:
+            done = [r for r in piece.records if r.image is None]  # rejects pass straight on
+            for r in piece.records:
+                if r.image is None:
+                    continue
+                width = padded_width(r.image.shape[1])
+                bucket = buckets.setdefault(width, [])
+                bucket.append(r)
+                if len(bucket) >= self.batch_size or len(bucket) * width * self.config.height >= budget:
+                    done.extend(self._generate(runner, buckets.pop(width), width, piece.shard))
+            if piece.last:
+                for width in sorted(buckets):
+                    done.extend(self._generate(runner, buckets[width], width, piece.shard))
+                buckets.clear()
+            if done or piece.last:
+                yield Piece(piece.shard, piece.size, done, piece.last)
+
+    def _generate(self, runner: BatchRunner, batch: list[Record], width: int, shard: int) -> list[Record]:
+        outputs = runner.run([r.image for r in batch], [r.z_seed for r in batch], width)  # type: ignore[misc]
+        for r, out in zip(batch, outputs):
+            r.output = out
+            if not (shard == 0 and r.pos < PREVIEW_PAIRS * 4):
+                r.image = None  # only the preview needs the input after this
+        return batch
+
+
+class _Writer:
+    """Stage 3 (the calling thread): encode PNGs, write each shard when all its records are in."""
+
+    def __init__(self, job: ShardedJob, generator: dict[str, Any], progress: bool):
+        self.job = job
+        self.generator = generator
+        self.shard: int | None = None
+        self.records: list[Record] = []
+        self.pngs: dict[int, bytes] = {}
+        self.shards = self.samples = self.rejected = self.downscaled = 0
+        self.busy_s = 0.0
+        self._bar = None
+        if progress:
+            from tqdm import tqdm
+
+            self._bar = tqdm(unit=" samples", desc="synthesize", dynamic_ncols=True, file=sys.stderr)
+
+    def add(self, piece: Piece) -> None:
+        t0 = time.perf_counter()
+        if self.shard is None:
+            self.shard = piece.shard
+        if piece.shard != self.shard:
+            raise RuntimeError(f"shard {self.shard} incomplete when shard {piece.shard} arrived")
+        for r in piece.records:
+            if r.output is not None:
+                self.pngs[r.pos] = encode_png(r.output)
+            self.records.append(r)
+        if piece.last:
+            self._commit(piece.size)
+        self.busy_s += time.perf_counter() - t0
+
+    def _commit(self, size: int) -> None:
+        records = sorted(self.records, key=lambda r: r.pos)
+        if [r.pos for r in records] != list(range(size)):
+            raise RuntimeError(f"shard {self.shard}: got {len(records)} of {size} records")
+        samples, rejects = [], []
+        tokens: collections.Counter[str] = collections.Counter()
+        downscaled = []
+        for r in records:
+            if r.output is None:
+                rejects.append(r.reject_record())
+                continue
+            samples.append(Sample(r.key, self.pngs[r.pos], self._meta(r)))  # type: ignore[arg-type]
+            tokens.update(r.tokens or ())
+            if r.downscaled is not None:
+                downscaled.append(r.key)
+        if self.shard == 0:
+            pairs = [(r.image, r.output) for r in records if r.output is not None and r.image is not None]
+            if pairs:
+                # Before the shard's commit: if a kill comes between the two, the rerun redoes both.
+                write_preview(self.job.out_dir / PREVIEW, pairs[:PREVIEW_PAIRS])
+        stats = {"token_counts": dict(sorted(tokens.items())), "downscaled": downscaled}
+        self.job.commit(self.shard, ShardResult(samples, rejects, stats))  # type: ignore[arg-type]
+        self.shards += 1
+        self.samples += len(samples)
+        self.rejected += len(rejects)
+        self.downscaled += len(downscaled)
+        if self._bar is not None:
+            self._bar.update(len(records))
+        self.shard, self.records, self.pngs = None, [], {}
+
+    def _meta(self, r: Record) -> dict[str, Any]:
+        assert r.style is not None and r.output is not None
+        meta: dict[str, Any] = {
+            "latex": r.item.latex,
+            "tokens": " ".join(r.tokens or ()),
+            "source": r.item.source,
+            "domain": DOMAIN,
+            "style": r.style.to_json(),
+            "seed": r.seed,
+            "z_seed": r.z_seed,
+            "variant": r.item.variant,
+            "generator": self.generator,
+            "size": [int(r.output.shape[0]), int(r.output.shape[1])],
+        }
+        if r.downscaled is not None:
+            meta["oversize"] = {"policy": "downscale", "scale": r.downscaled, "rendered_size": list(r.rendered_size or ())}
+        return meta
+
+    def close(self) -> None:
+        if self.records:
+            raise RuntimeError(f"shard {self.shard} left incomplete")
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _write_stats(consumer: StageStats, busy_s: float) -> StageStats:
+    """The consumer's stats as the write stage: its busy time is the writer's own."""
+    return StageStats("write", consumer.messages_in, 0, consumer.wait_in_s, 0.0, consumer.wait_in_s + busy_s)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
