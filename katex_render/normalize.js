@@ -148,18 +148,20 @@ const UNICODE_SYNONYMS = new Map(Object.entries({
     "⫌": "\\supsetneqq",
 }));
 
-// Macros that KaTeX implements as \html@mathml{<html>}{<mathml>}: the parse tree
-// holds both branches. Each is recognized by its MathML branch and written back
-// as the command. The first of two with the same branch wins (\neq over \ne).
+// Macros that KaTeX implements as \html@mathml{<html>}{<mathml>} (all of them in
+// katex/src/macros.ts of the pinned version; \ne is \neq): the parse tree holds
+// both branches. Each is recognized by its MathML branch and written back as the
+// command. Two macros with the same MathML branch are ambiguous and refused.
 const HTML_MATHML_MACROS = [
-    "\\neq", "\\ne", "\\notin", "\\not", "\\notni", "\\textcopyright", "\\textregistered",
-    "\\ulcorner", "\\urcorner", "\\llcorner", "\\lrcorner",
+    "\\textcopyright", "\\textregistered", "\\not", "\\neq", "\\notin",
+    "\u2258", "\u2259", "\u225A", "\u225B", "\u225D", "\u225E", "\u225F",
+    "\\ulcorner", "\\urcorner", "\\llcorner", "\\lrcorner", "\\TeX", "\\LaTeX", "\\KaTeX",
     "\\dblcolon", "\\coloneqq", "\\Coloneqq", "\\coloneq", "\\Coloneq", "\\eqqcolon", "\\Eqqcolon",
     "\\eqcolon", "\\Eqcolon", "\\colonapprox", "\\Colonapprox", "\\colonsim", "\\Colonsim",
-    "\\gvertneqq", "\\lvertneqq", "\\ngeqq", "\\ngeqslant", "\\nleqq", "\\nleqslant",
+    "\\notni", "\\gvertneqq", "\\lvertneqq", "\\ngeqq", "\\ngeqslant", "\\nleqq", "\\nleqslant",
     "\\nshortmid", "\\nshortparallel", "\\nsubseteqq", "\\nsupseteqq", "\\varsubsetneq",
-    "\\varsubsetneqq", "\\varsupsetneq", "\\varsupsetneqq",
-    "\\wedgeq", "\\veeeq", "\\stareq", "\\eqdef", "\\measeq", "\\questeq",
+    "\\varsubsetneqq", "\\varsupsetneq", "\\varsupsetneqq", "\\imath", "\\jmath",
+    "\\llbracket", "\\rrbracket", "\\lBrace", "\\rBrace", "\\minuso",
 ];
 let HTML_MATHML = null; // key (JSON of the MathML branch) -> command
 
@@ -183,7 +185,7 @@ function buildTables() {
         }
         if (tree.length === 1 && tree[0].type === "htmlmathml") {
             const key = stripLoc(tree[0].mathml);
-            if (!HTML_MATHML.has(key)) HTML_MATHML.set(key, name);
+            HTML_MATHML.set(key, HTML_MATHML.has(key) ? null : name);
         }
     }
 }
@@ -240,10 +242,11 @@ class Serializer {
         this.emit("{");
         if (node) {
             let inner = node;
-            while (inner.type === "ordgroup" && inner.body.length === 1 && inner.body[0].type === "ordgroup") {
+            while (inner.type === "ordgroup" && inner.body.length === 1 && inner.body[0].type === "ordgroup"
+                   && !isVdots(inner.body[0])) {
                 inner = inner.body[0];
             }
-            if (inner.type === "ordgroup") this.list(inner.body);
+            if (inner.type === "ordgroup" && !isVdots(inner)) this.list(inner.body);
             else this.node(inner);
         }
         this.emit("}");
@@ -277,6 +280,11 @@ class Serializer {
     n_internal() {}
 
     n_ordgroup(n) {
+        // \vdots is {\varvdots\rule{0pt}{15pt}}: a dots symbol and a strut.
+        if (isVdots(n)) {
+            this.emit("\\vdots");
+            return;
+        }
         if (n.body.length === 1 && n.body[0].type === "styling" && !this.inText && n.body[0].mode === "math"
             && !isStyledFraction(n.body[0])) {
             // {\displaystyle ...}: the group is the style's own group (see n_styling).
@@ -291,14 +299,21 @@ class Serializer {
     // --- scripts and operators ---------------------------------------------------
     n_supsub(n) {
         const base = n.base;
-        if (base && (UNWRAP.has(base.type) || base.type === "styling")) {
-            // A base that is several nodes once unwrapped must stay one group.
-            this.emit("{");
-            if (base.type === "styling") this.list(this.stylingBody(base));
-            else this.node(base);
-            this.emit("}");
+        if (!base) {
+            // A script with nothing before it ({}^{14} C, or ^2 alone) gets an explicit
+            // empty base, so that it cannot attach to what precedes it once spaces are gone.
+            this.emit("{", "}");
         } else {
-            this.node(base);
+            const inner = new Serializer();
+            inner.inText = this.inText;
+            inner.node(base);
+            if (inner.out.length === 0 || UNWRAP.has(base.type)) {
+                // A base that vanished (x^2 \quad^1: the space was the base) or that is
+                // several nodes once unwrapped (colour, size) must stay one group.
+                this.emit("{", ...inner.out, "}");
+            } else {
+                this.emit(...inner.out);
+            }
         }
         if (n.sub) {
             this.emit("_");
@@ -308,10 +323,6 @@ class Serializer {
             this.emit("^");
             this.arg(n.sup);
         }
-    }
-
-    stylingBody(n) {
-        return n.body; // helper kept for symmetry with n_styling
     }
 
     limits(n) {
@@ -501,6 +512,12 @@ class Serializer {
         else this.emit(`\\end{${env}}`);
     }
 
+    n_rule(n) {
+        // A rule of no width or no height is a strut: layout only.
+        if (n.width.number === 0 || n.height.number === 0) return;
+        throw new Unsupported("unsupported construct: \\rule");
+    }
+
     n_cr(n) {
         this.emit("\\\\");
     }
@@ -556,6 +573,12 @@ class Serializer {
     }
 
     n_mclass(n) {
+        // \boldsymbol{x} (and \bm) is a class around the bold font, the class taken
+        // from the argument: the font command alone gives it back.
+        if (n.body.length === 1 && n.body[0].type === "font" && n.body[0].font === "boldsymbol") {
+            this.node(n.body[0]);
+            return;
+        }
         // \overset, \underset, \stackrel: a class around an operator with one limit.
         if (n.body.length === 1 && n.body[0].type === "supsub") {
             const s = n.body[0];
@@ -583,7 +606,7 @@ class Serializer {
 
     n_htmlmathml(n) {
         const name = HTML_MATHML.get(stripLoc(n.mathml));
-        if (!name) throw new Unsupported("unsupported construct: \\html@mathml");
+        if (!name) throw new Unsupported("unsupported construct: \\html@mathml (a KaTeX macro with no single spelling)");
         this.emit(name);
     }
 
@@ -597,6 +620,11 @@ class Serializer {
         if (branches.some((b) => b !== branches[0])) throw new Unsupported("unsupported construct: \\mathchoice");
         this.list(n.display);
     }
+}
+
+function isVdots(n) {
+    return n.type === "ordgroup" && n.body.length === 2 && n.body[0].text === "\\varvdots"
+        && n.body[1].type === "rule";
 }
 
 function isStyledFraction(n) {
@@ -695,8 +723,14 @@ function handleLine(line) {
     try {
         return {id, tokens: normalize(request.latex)};
     } catch (e) {
-        // One formula's failure, whatever it is, is that formula's reason.
-        const message = e && e.message ? e.message : String(e);
+        // One formula's failure, whatever it is, is that formula's reason. KaTeX's
+        // message underlines the excerpt with combining characters; the raw message
+        // and the position read better in a report.
+        let message = e && e.message ? e.message : String(e);
+        if (e instanceof katex.ParseError && e.rawMessage) {
+            message = `KaTeX parse error: ${e.rawMessage}`
+                + (e.position !== undefined ? ` at position ${e.position + 1}` : "");
+        }
         return {id, error: message.replace(/\s+/g, " ").trim()};
     }
 }
