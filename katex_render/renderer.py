@@ -111,7 +111,7 @@ class RenderConfig:
 def margin_for(font_size: int) -> int:
     """Room around a KaTeX box for glyph ink that overhangs it (italic
     corrections, big operators, accents); neighbours never share it."""
-    return int(math.ceil(0.3 * font_size)) + 2
+    return int(math.ceil(0.15 * font_size)) + 2
 
 
 class _BatchFailed(Exception):
@@ -141,6 +141,7 @@ class _Browser:
         self.cdp: Any = None
         self.batches_on_page = 0
         self.launches = 0
+        self.recycles = 0
 
     @property
     def pid(self) -> int | None:
@@ -222,6 +223,7 @@ class _Browser:
     async def capture(self, payload: list[dict[str, Any]]) -> _Capture:
         cfg = self.cfg
         if self.batches_on_page >= cfg.recycle_every:
+            self.recycles += 1
             await self.new_page()
         self.batches_on_page += 1
         arg = {
@@ -362,7 +364,7 @@ class Renderer:
         self.config = cfg
         self.executable = Path(executable) if executable else find_chromium()
         self.events: list[dict[str, Any]] = []  # requests, dialogs, navigations the page attempted
-        self.stats = {"batches": 0, "retries": 0, "splits": 0, "restarts": 0, "recycles": 0}
+        self._stats = {"batches": 0, "retries": 0, "splits": 0, "restarts": 0}
         self._assets = _load_assets()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -420,7 +422,6 @@ class Renderer:
 
     async def _stop(self) -> None:
         await asyncio.gather(*(b.close() for b in self._browsers), return_exceptions=True)
-        self._browsers = []
         if self._pw_manager is not None:
             await self._pw_manager.__aexit__(None, None, None)
             self._pw_manager = self._pw = None
@@ -429,6 +430,12 @@ class Renderer:
         if self._loop is None:
             raise KatexRenderError("the renderer is not started (use it as a context manager)")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: batches rendered, retries, splits, browser restarts, page recycles, launches."""
+        return {**self._stats, "recycles": sum(b.recycles for b in self._browsers),
+                "launches": sum(b.launches for b in self._browsers)}
 
     def browser_pids(self) -> list[int]:
         """The pids of the worker browsers now running (tests kill them to show recovery)."""
@@ -470,28 +477,26 @@ class Renderer:
                     capture = await asyncio.wait_for(browser.capture(payload), budget)
                 except asyncio.TimeoutError:
                     reason = f"timed out: the page took more than {budget:.1f} s"
-                    self.stats["restarts"] += 1
+                    self._stats["restarts"] += 1
                     await browser.restart()
                     break  # a hang repeats: do not retry the same batch, split it
                 except Exception as err:  # noqa: BLE001 - browser death or page error: classified below
                     died = browser.pid is None or not (browser.browser and browser.browser.is_connected())
                     reason = ("the browser died while rendering" if died
                               else f"page error: {str(err).splitlines()[0][:200]}")
-                    self.stats["restarts"] += 1
-                    self.stats["retries"] += 1
+                    self._stats["restarts"] += 1
+                    self._stats["retries"] += 1
                     await browser.restart()
                     continue
-                if browser.batches_on_page == 1 and browser.launches and self.stats["batches"]:
-                    self.stats["recycles"] += 1
             finally:
                 self._free.put_nowait(browser)
-            self.stats["batches"] += 1
+            self._stats["batches"] += 1
             loop = asyncio.get_running_loop()
             # Decode and crop in a thread: the browser is already free for the next batch.
             return await loop.run_in_executor(self._decoder, _cut, capture, paddings, cfg.ink_threshold, cfg.max_side)
         if len(batch) == 1:
             return [(None, reason)]
-        self.stats["splits"] += 1
+        self._stats["splits"] += 1
         step = max(1, math.ceil(len(batch) / 8))  # eight parts: few timeouts to isolate one culprit
         parts = [batch[i:i + step] for i in range(0, len(batch), step)]
         results: list[RenderResult] = []

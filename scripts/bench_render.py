@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Rendering speed: the batched renderer against the naive way, in one run.
+
+Renders the same formulas (the first 2,000 of ../shared/data/formulas when present,
+else datasets/samples/formulas.txt repeated) with random styles:
+
+* batched: ``katex_render.Renderer`` (shelf-packed sheets, one capture per sheet,
+  a pool of browser processes);
+* naive: one formula on the page at a time and one element screenshot each (the
+  usual Playwright recipe), timed on a subset and extrapolated (it is ~50x slower).
+
+Prints ONE JSON line: both rates, their ratio, and what they were measured on.
+The machine may be shared: compare the ratio, not the absolute rates.
+
+    python scripts/bench_render.py [--n 2000] [--naive-n 100] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from katex_render.browser import find_chromium, launch_args  # noqa: E402
+from katex_render.renderer import ORIGIN, Renderer, _load_assets, crop_sheet  # noqa: E402
+from katex_render.styles import StyleConfig, sample_style  # noqa: E402
+
+
+def load_formulas(n: int) -> tuple[list[str], str]:
+    shared = Path(os.environ.get("FORMULA_GAN_DATA", REPO.parent / "shared" / "data")) / "formulas" / "im2latex_formulas.norm.lst"
+    if shared.is_file():
+        path = shared
+    else:
+        path = REPO / "datasets" / "samples" / "formulas.txt"
+    lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    if not lines:
+        raise SystemExit(f"no formulas in {path}")
+    out = [lines[i % len(lines)] for i in range(n)]
+    return out, str(path.relative_to(REPO.parent) if path.is_relative_to(REPO.parent) else path)
+
+
+def naive(items: list[tuple[str, object]]) -> tuple[float, int]:
+    """One formula on the page at a time, one element screenshot each (the baseline).
+
+    Same browser, flags, page and in-memory assets as the batched renderer, so the
+    difference is the method alone."""
+    from playwright.sync_api import sync_playwright
+
+    assets = _load_assets()
+
+    def route(r):
+        asset = assets.get(r.request.url[len(ORIGIN) + 1:]) if r.request.url.startswith(ORIGIN) else None
+        if asset is None:
+            r.abort()
+        else:
+            r.fulfill(status=200, body=asset[0], content_type=asset[1])
+
+    ok = 0
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(find_chromium()), args=launch_args())
+        page = browser.new_page(viewport={"width": 1800, "height": 2000}, device_scale_factor=1)
+        page.route("**/*", route)
+        page.goto(f"{ORIGIN}/page.html")
+        page.evaluate("() => formulaGan.warmUp()")
+        t0 = time.perf_counter()
+        for latex, style in items:
+            host = page.evaluate_handle(
+                """([latex, size]) => { const st = document.getElementById('stage'); st.textContent = '';
+                     const h = document.createElement('div'); h.className = 'fg-host'; h.style.fontSize = size + 'px';
+                     h.style.padding = '8px'; st.appendChild(h);
+                     try { katex.render(latex, h, {displayMode: true, output: 'html', trust: false, strict: 'ignore'}); } catch (e) {}
+                     return h; }""",
+                [style.wrap(latex), style.font_size],
+            )
+            png = host.as_element().screenshot(type="png")
+            with Image.open(io.BytesIO(png)) as img:
+                gray = np.asarray(img.convert("L"))
+            image, _ = crop_sheet(gray, {"x": 0, "y": 0, "w": gray.shape[1], "h": gray.shape[0]}, style.padding, 250)
+            ok += image is not None
+        elapsed = time.perf_counter() - t0
+        browser.close()
+    return elapsed, ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=2000, help="formulas for the batched renderer")
+    parser.add_argument("--naive-n", type=int, default=100, help="formulas for the naive baseline (rate extrapolated)")
+    parser.add_argument("--workers", type=int, default=2, help="browser processes of the batched renderer")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    formulas, source = load_formulas(args.n)
+    cfg = StyleConfig()
+    items = [(latex, sample_style(cfg, args.seed * 1_000_003 + i)) for i, latex in enumerate(formulas)]
+
+    extra = {"batch_size": args.batch_size} if args.batch_size else {}
+    with Renderer(workers=args.workers, **extra) as renderer:
+        renderer.render(items[: min(len(items), 50)])  # warm-up: fonts, JIT
+        t0 = time.perf_counter()
+        results = renderer.render(items)
+        batched_s = time.perf_counter() - t0
+        stats = renderer.stats
+        batch_size = renderer.config.batch_size
+    batched_ok = sum(image is not None for image, _ in results)
+
+    naive_s, naive_ok = naive(items[: args.naive_n])
+    batched_rate = len(items) / batched_s
+    naive_rate = args.naive_n / naive_s
+    print(json.dumps({
+        "bench": "render",
+        "formulas": len(items),
+        "source": source,
+        "batched_per_s": round(batched_rate, 1),
+        "batched_s": round(batched_s, 2),
+        "batched_ok": batched_ok,
+        "workers": args.workers,
+        "batch_size": batch_size,
+        "batches": stats["batches"],
+        "naive_per_s": round(naive_rate, 2),
+        "naive_measured_on": args.naive_n,
+        "naive_extrapolated_s": round(len(items) / naive_rate, 1),
+        "naive_ok": naive_ok,
+        "speedup": round(batched_rate / naive_rate, 1),
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "machine": platform.machine(),
+    }))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
