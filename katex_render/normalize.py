@@ -192,7 +192,13 @@ class Normalizer:
         node = self.node or find_node()
         check_katex()
         args = ["--max-chars", str(self.max_chars), "--max-expand", str(self.max_expand)]
-        self._proc = _NodeProcess(node, args)
+        try:
+            self._proc = _NodeProcess(node, args)
+        except OSError as err:
+            raise KatexRenderError(
+                f"cannot run Node.js ({node}): {err.strerror or err}; install node (18 or newer) and run "
+                "'bash scripts/setup.sh', or set FORMULA_GAN_NODE"
+            ) from err
 
     def close(self) -> None:
         if self._proc is not None:
@@ -263,6 +269,12 @@ class Normalizer:
             stuck = todo[done]
             deaths[stuck] += 1
             tail = self._proc.stderr_tail()
+            if "Cannot find module" in tail or "SyntaxError" in tail:
+                # Not this formula's fault: the script or KaTeX cannot even load.
+                raise KatexRenderError(
+                    f"normalize.js cannot start: {tail[-500:]}\n"
+                    "run 'bash scripts/setup.sh' or 'npm ci --prefix katex_render'"
+                )
             if deaths[stuck] >= 2:
                 results[stuck] = (None, f"the KaTeX process died on this formula: {tail[-300:] or 'no message'}")
                 done += 1
