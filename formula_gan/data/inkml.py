@@ -67,18 +67,39 @@ def _local(tag: str) -> str:
 def read_inkml(path: str | Path, source: str | None = None, max_bytes: int = MAX_FILE_BYTES) -> Ink:
     """Read one InkML file; raise ``InkmlError`` with a reason when it cannot be used."""
     path = Path(path)
+    data = _read_bytes(path, max_bytes)
+    return parse_inkml(data, source=source if source is not None else path.name, max_bytes=max_bytes)
+
+
+def read_truth(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
+    """Only the ``truth`` label of a file (no stroke parsing): for rendering the CROHME formulas."""
+    return _truth(_parse_root(_read_bytes(Path(path), max_bytes), max_bytes))
+
+
+def _truth(root: ET.Element) -> str:
+    truth = None
+    for child in root:
+        if _local(child.tag) == "annotation" and child.get("type") == "truth":
+            truth = (child.text or "").strip()
+            break
+    if truth is None:
+        raise InkmlError("missing-truth", "no <annotation type=\"truth\"> label")
+    if not truth or truth.strip("$ \t\r\n") == "":
+        raise InkmlError("missing-truth", "the truth annotation is empty")
+    return truth
+
+
+def _read_bytes(path: Path, max_bytes: int) -> bytes:
     try:
         size = path.stat().st_size
         if size > max_bytes:
             raise InkmlError("too-large", f"file is {size} bytes, above the limit of {max_bytes}")
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as err:
         raise InkmlError("unreadable", f"cannot read file ({err.strerror or err})") from err
-    return parse_inkml(data, source=source if source is not None else path.name, max_bytes=max_bytes)
 
 
-def parse_inkml(data: bytes, source: str = "", max_bytes: int = MAX_FILE_BYTES) -> Ink:
-    """Parse InkML bytes into an ``Ink`` (see ``read_inkml``)."""
+def _parse_root(data: bytes, max_bytes: int) -> ET.Element:
     if len(data) > max_bytes:
         raise InkmlError("too-large", f"file is {len(data)} bytes, above the limit of {max_bytes}")
     if not data.strip():
@@ -91,17 +112,14 @@ def parse_inkml(data: bytes, source: str = "", max_bytes: int = MAX_FILE_BYTES) 
         raise InkmlError("malformed-xml", f"malformed XML: {err}") from err
     if _local(root.tag) != "ink":
         raise InkmlError("malformed-xml", f"malformed InkML: root element is <{_local(root.tag)}>, not <ink>")
+    return root
 
+
+def parse_inkml(data: bytes, source: str = "", max_bytes: int = MAX_FILE_BYTES) -> Ink:
+    """Parse InkML bytes into an ``Ink`` (see ``read_inkml``)."""
+    root = _parse_root(data, max_bytes)
     x_idx, y_idx = _xy_channels(root)
-    truth = None
-    for child in root:
-        if _local(child.tag) == "annotation" and child.get("type") == "truth":
-            truth = (child.text or "").strip()
-            break
-    if truth is None:
-        raise InkmlError("missing-truth", "no <annotation type=\"truth\"> label")
-    if not truth or truth.strip("$ \t\r\n") == "":
-        raise InkmlError("missing-truth", "the truth annotation is empty")
+    truth = _truth(root)
 
     strokes: list[np.ndarray] = []
     ids: list[str] = []
