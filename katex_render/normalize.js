@@ -220,6 +220,11 @@ const DELIM_SUFFIX = {mopen: "l", mclose: "r", mrel: "m", mord: ""};
 // \left( \begin{matrix} ... \end{matrix} \right) and pmatrix give the same tree.
 const MATRIX_DELIMS = {"(|)": "pmatrix", "[|]": "bmatrix", "\\{|\\}": "Bmatrix", "||": "vmatrix",
     "\\||\\|": "Vmatrix"};
+// Nodes that are ordinary atoms (class mord) on their own: braces around one of
+// them are redundant. Not binary operators or relations (braces change their
+// spacing), not \left..\right (an inner atom), not operators.
+const REDUNDANT_BRACES = new Set(["mathord", "textord", "genfrac", "sqrt", "font", "accent", "overline",
+    "underline", "ordgroup"]);
 // Nodes that only change the layout or the look, never which symbols are written.
 const UNWRAP = new Set(["color", "sizing", "smash"]);
 const DROP = new Set(["kern", "spacing", "phantom", "vphantom", "internal"]);
@@ -289,6 +294,11 @@ class Serializer {
             && !isStyledFraction(n.body[0])) {
             // {\displaystyle ...}: the group is the style's own group (see n_styling).
             this.n_styling(n.body[0]);
+            return;
+        }
+        if (!this.inText && n.body.length === 1 && REDUNDANT_BRACES.has(n.body[0].type)) {
+            // {x}, {\frac12}, {1 \over 2}: braces around one ordinary atom change nothing.
+            this.node(n.body[0]);
             return;
         }
         this.emit("{");
