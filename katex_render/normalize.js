@@ -747,6 +747,8 @@ function handleLine(line) {
 
 function main() {
     buildTables();
+    // Tells the caller that KaTeX is loaded: start-up time is not a formula's time.
+    process.stdout.write(JSON.stringify({ready: katex.version}) + "\n");
     let pending = "";
     process.stdin.setEncoding("utf8");
     process.stdin.on("data", (chunk) => {

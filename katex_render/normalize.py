@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import queue
 import re
 import select
 import shutil
@@ -49,6 +50,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "normalize.js"
 KATEX_PACKAGE = HERE / "node_modules" / "katex" / "package.json"
 TIMEOUT_REASON = "timeout"
+STARTUP_TIMEOUT_S = 60.0  # loading node and KaTeX; generous because shared machines can be slow
 
 
 def find_node() -> str:
@@ -177,6 +179,7 @@ class Normalizer:
         self.node = node
         self._proc: _NodeProcess | None = None
         self.restarts = 0  # how many times the node process had to be replaced
+        self.katex_version: str | None = None
 
     # --- life cycle -------------------------------------------------------------
     def __enter__(self) -> "Normalizer":
@@ -193,12 +196,32 @@ class Normalizer:
         check_katex()
         args = ["--max-chars", str(self.max_chars), "--max-expand", str(self.max_expand)]
         try:
-            self._proc = _NodeProcess(node, args)
+            proc = _NodeProcess(node, args)
         except OSError as err:
             raise KatexRenderError(
                 f"cannot run Node.js ({node}): {err.strerror or err}; install node (18 or newer) and run "
                 "'bash scripts/setup.sh', or set FORMULA_GAN_NODE"
             ) from err
+        # Wait for the ready line, so that loading KaTeX never counts against a formula's timeout.
+        try:
+            line = proc.read_line(STARTUP_TIMEOUT_S)
+        except TimeoutError:
+            line = None
+        ready = None
+        if line is not None:
+            try:
+                ready = json.loads(line).get("ready")
+            except (json.JSONDecodeError, AttributeError):
+                ready = None
+        if ready is None:
+            tail = proc.stderr_tail()
+            proc.close(kill=True)
+            raise KatexRenderError(
+                f"normalize.js did not start ({tail[-500:] or 'no message'}); "
+                "run 'bash scripts/setup.sh' or 'npm ci --prefix katex_render'"
+            )
+        self.katex_version = ready
+        self._proc = proc
 
     def close(self) -> None:
         if self._proc is not None:
@@ -366,9 +389,7 @@ def normalize_formulas(
 ) -> Iterator[tuple[SourceFormula, list[str]] | Reject]:
     """Streams formulas through the normalizer and the filters, in input order:
     (formula, tokens) when accepted, a Reject (with the reason) otherwise."""
-    batch: list[SourceFormula | Reject] = []
-
-    def flush() -> Iterator[tuple[SourceFormula, list[str]] | Reject]:
+    def flush(batch: list[SourceFormula | Reject]) -> Iterator[tuple[SourceFormula, list[str]] | Reject]:
         formulas = [item for item in batch if isinstance(item, SourceFormula)]
         results = iter(normalizer.normalize([f.latex for f in formulas]))
         for item in batch:
@@ -382,12 +403,54 @@ def normalize_formulas(
             reason = filter_tokens(tokens, vocab, max_tokens)
             yield Reject(item.source, item.latex, reason) if reason else (item, tokens)
 
-    for item in items:
-        batch.append(item)
-        if len(batch) >= chunk:
-            yield from flush()
-            batch = []
-    yield from flush()
+    for batch in _prefetch(items, chunk):
+        yield from flush(batch)
+
+
+def _prefetch(items: Iterable[SourceFormula | Reject], chunk: int) -> Iterator[list[SourceFormula | Reject]]:
+    """Chunks of ``items``, read one chunk ahead in a thread: the next chunk is read
+    and decoded while node parses the current one (the two overlap, one core each)."""
+    chunks: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    end = object()
+
+    def put(value: object) -> bool:
+        while not stop.is_set():
+            try:
+                chunks.put(value, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def read() -> None:
+        batch: list = []
+        try:
+            for item in items:
+                batch.append(item)
+                if len(batch) >= chunk:
+                    if not put(batch):
+                        return
+                    batch = []
+            if batch and not put(batch):
+                return
+            put(end)
+        except BaseException as err:  # handed to the consumer, which raises it
+            put(err)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        while True:
+            value = chunks.get()
+            if value is end:
+                return
+            if isinstance(value, BaseException):
+                raise value
+            yield value
+    finally:
+        stop.set()
+        reader.join()
 
 
 def normalize_file(

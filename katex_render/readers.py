@@ -17,7 +17,7 @@ Line conventions, the same for every format:
 from __future__ import annotations
 
 import json
-import unicodedata
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -105,16 +105,21 @@ def _lines(f: BinaryIO, name: str) -> Iterator[tuple[str, str | None, str | None
         yield source, text, None
 
 
+# Control characters (Unicode category Cc) except tab, and the byte order mark.
+_BAD_CHAR = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\ufeff]")
+
+
 def _check_text(text: str) -> str | None:
     """The reason a decoded line cannot be a formula, or None."""
     if not text.strip():
         return "blank line"
-    for column, char in enumerate(text, start=1):
-        if char == "\ufeff":
-            return f"byte order mark (U+FEFF) inside the line at column {column}"
-        if char != "\t" and unicodedata.category(char) == "Cc":
-            return f"control character U+{ord(char):04X} at column {column}"
-    return None
+    bad = _BAD_CHAR.search(text)
+    if bad is None:
+        return None
+    char, column = bad.group(), bad.start() + 1
+    if char == "\ufeff":
+        return f"byte order mark (U+FEFF) inside the line at column {column}"
+    return f"control character U+{ord(char):04X} at column {column}"
 
 
 def _read_lines(path: Path, fmt: str) -> Iterator[SourceFormula | Reject]:
