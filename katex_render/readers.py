@@ -12,6 +12,10 @@ Line conventions, the same for every format:
 * surrounding whitespace is stripped;
 * rejected with a reason: blank lines, bytes that are not UTF-8, control
   characters (a stray CR, NUL, ESC, ...) and a byte order mark inside a line.
+
+One exception: in the im2latex ``.lst`` format a CR inside a line is a line
+break of the LaTeX source the formula was cut from (the release counts lines
+by LF only), so it is read as a space there.
 """
 
 from __future__ import annotations
@@ -125,6 +129,8 @@ def _check_text(text: str) -> str | None:
 def _read_lines(path: Path, fmt: str) -> Iterator[SourceFormula | Reject]:
     with path.open("rb") as f:
         for source, text, reason in _lines(f, path.name):
+            if reason is None and fmt == "lst":
+                text = text.replace("\r", " ")
             if reason is None:
                 reason = _check_text(text)
             if reason is not None:
@@ -188,6 +194,7 @@ def _read_filtered(path: Path, filter_list: Path) -> Iterator[SourceFormula | Re
             if not is_selected(index):
                 continue
             if reason is None:
+                text = text.replace("\r", " ")
                 reason = _check_text(text)
             if reason is not None:
                 yield Reject(source, text, reason)

@@ -71,17 +71,25 @@ def test_jsonl(tmp_path: Path) -> None:
 
 
 def test_lst_with_filter_list(tmp_path: Path) -> None:
-    formulas = write(tmp_path / "formulas.lst", b"a\r\nb\r\n\r\nd\xfe\r\ne\r\n")
+    formulas = write(tmp_path / "formulas.lst", b"a\r\nb\r\n\r\nd\xfe\r\ne\rf\r\n")
     flist = write(tmp_path / "train_filter.lst", b"x.png 4\r\ny.png 0\r\nbroken\r\nz.png 2\r\nw.png 3\r\nq.png 9\r\n\r\n")
     items = list(read_formulas(formulas, filter_list=flist))
     good = [(i.source, i.latex) for i in items if isinstance(i, SourceFormula)]
-    assert good == [("formulas.lst:1", "a"), ("formulas.lst:5", "e")], "file order, selected lines only"
+    # a CR inside an im2latex line is a source line break: a space
+    assert good == [("formulas.lst:1", "a"), ("formulas.lst:5", "e f")], "file order, selected lines only"
     reasons = {i.source: i.reason for i in items if isinstance(i, Reject)}
     assert reasons["train_filter.lst:3"] == "bad filter line: expected 'image_name line_index'"
     assert reasons["formulas.lst:3"] == "blank line"
     assert reasons["formulas.lst:4"].startswith("not valid UTF-8")
     assert reasons["formulas.lst:10"] == "selected by train_filter.lst (index 9) but formulas.lst has only 5 lines"
     assert len(items) == 6, "5 selections + 1 bad filter line, each accounted for"
+
+
+def test_lst_without_filter_reads_every_line(tmp_path: Path) -> None:
+    formulas = write(tmp_path / "f.lst", b"x\ry\n\n")
+    items = list(read_formulas(formulas))
+    assert [(i.source, getattr(i, "latex", None) or i.reason) for i in items] == [
+        ("f.lst:1", "x y"), ("f.lst:2", "blank line")]
 
 
 def test_format_errors_are_clear(tmp_path: Path) -> None:
