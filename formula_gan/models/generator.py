@@ -30,6 +30,7 @@ from formula_gan.models.layers import ConditionalBatchNorm2d, DBlock, GBlock, Se
 ENCODER = (1, 2, 4, 8)  # ×64d, the encoder's output channels per block
 DECODER = ((8, 8), (8, 4), (4, 2), (2, 1))  # ×64d, (in, out) per decoder block
 STRIDE = 16  # four ×2 down-samplings
+OUTPUT_BIAS = -3.0  # sigmoid(-3) ≈ 0.047
 
 
 class Generator(nn.Module):
@@ -74,6 +75,9 @@ class Generator(nn.Module):
         self.attention = SelfAttention(dec_out[attention_after - 1], which_conv) if attention else None
         self.out_bn = nn.BatchNorm2d(dec_out[-1], eps=1e-4)
         self.out_conv = which_conv(dec_out[-1], 1)
+        # Formula images are mostly paper: start the sigmoid near "no ink" (≈ 5 %) instead of
+        # at 0.5 everywhere, so early training is not spent erasing a gray canvas.
+        nn.init.constant_(self.out_conv.bias, OUTPUT_BIAS)
 
     def forward(self, x: torch.Tensor, domain: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """x [b, 1, h, w] ink = 1, domain [b] long (target domain), z [b, z_dim] -> [b, 1, h, w] in [0, 1]."""

@@ -36,16 +36,18 @@ class TaskModel(nn.Module):
         self.encoder = DenseNetEncoder(1, growth, tuple(block_layers), init_channels)
         self.decoder = AttentionGRUDecoder(vocab_size, self.encoder.out_channels, embed_dim, hidden, attn_dim, coverage)
 
-    def forward(self, images: torch.Tensor, masks: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def logits(self, images: torch.Tensor, masks: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """images [b, 1, h, w], masks [b, h, w], tokens [b, t] (no SOS/EOS), lengths [b]
         -> (logits [b, t+1, vocab], target [b, t+1] padded with PAD)."""
         feat, feat_mask = self.encoder(images, masks)  # [b, c, h/16, w/16]
         tokens_in, target = teacher_forcing(tokens, lengths)
         return self.decoder(feat, feat_mask, tokens_in), target
 
-    def loss(self, images: torch.Tensor, masks: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mean cross-entropy over real target tokens, teacher-forced token accuracy (detached))."""
-        logits, target = self(images, masks, tokens, lengths)
+    def forward(self, images: torch.Tensor, masks: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean cross-entropy over real target tokens, teacher-forced token accuracy (detached)).
+
+        The loss is what ``forward`` returns so that a DDP wrapper sees the whole computation."""
+        logits, target = self.logits(images, masks, tokens, lengths)
         logits = logits.float()
         loss = F.cross_entropy(logits.flatten(0, 1), target.flatten(), ignore_index=PAD)
         real = target != PAD

@@ -1,0 +1,1 @@
+"""Training: losses, the GAN step and loop, checkpoints, logging, distributed set-up."""
