@@ -31,7 +31,7 @@ class AugmentConfig:
     p_shear: float = 0.5
     shear_deg: float = 10.0  # horizontal shear angle, uniform in [-10, 10] degrees: handwriting slant
     p_pad: float = 0.5
-    pad_px: tuple[int, int] = (10, 20)  # white margin around the ink, uniform in [10, 20] px
+    pad_px: tuple[int, int] = (10, 20)  # white margin around the ink, uniform in [10, 20] px (at most 1/4 of a side)
     p_scale: float = 0.5
     aspect: tuple[float, float] = (0.8, 1.25)  # width/height stretch factor, log-uniform in this range
 
@@ -117,7 +117,9 @@ def augment_batch(batch: Batch, cfg: AugmentConfig, generator: torch.Generator) 
     tmid = (tpts.amax(1) + tpts.amin(1)) / 2  # [b, 2] its center relative to c_in
     # fit (box + 2 * margin) into the real region: shrink only. One extra pixel per side
     # absorbs the bilinear filter's spread.
-    margin = p["pad_px"][:, None] + 1.0  # [b, 1]
+    # On a small canvas the margin is capped at a quarter of the side, so that at least half
+    # of it is left for the ink (a 20 px margin on a 32 px image would leave nothing).
+    margin = torch.minimum(p["pad_px"][:, None] + 1.0, size / 4)  # [b, 2]
     room = (size - 2 * margin).clamp(min=1.0)  # [b, 2]
     k = torch.minimum(torch.ones(b, device=dev), (room / ext.clamp(min=1e-6)).amin(1))  # [b]
     # the transformed box's center lands on the real region's center
@@ -144,4 +146,5 @@ def augment_batch(batch: Batch, cfg: AugmentConfig, generator: torch.Generator) 
     grid = F.affine_grid(theta.to(images.dtype), [b, 1, H, W], align_corners=False)
     out = F.grid_sample(images * masks[:, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     out = out * masks[:, None]  # padding stays empty
+    out = torch.where(identity[:, None, None, None], images, out)  # untouched samples: bit-exact
     return Batch(out, masks, batch.tokens, batch.lengths, batch.domains, list(batch.keys))
