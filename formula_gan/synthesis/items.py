@@ -71,6 +71,7 @@ class Record:
     tokens: list[str] | None = None
     style: Style | None = None
     reject: str | None = None  # why this item gives no sample (then nothing below is set)
+    stage: str | None = None  # where it was rejected: read, normalize, filter, render, oversize
     image: np.ndarray | None = None  # uint8 [height, w] generator input at the working height
     output: np.ndarray | None = None  # uint8 [height, w] generated handwriting
     rendered_size: tuple[int, int] | None = None  # (h, w) of the rendering before scaling
@@ -84,6 +85,7 @@ class Record:
             "line": int(line) if line.isdigit() else None,
             "input": self.item.latex,
             "reason": self.reject,
+            "stage": self.stage,
         }
         if self.key is not None:
             out["key"] = self.key

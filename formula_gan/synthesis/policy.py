@@ -82,4 +82,4 @@ def _resize(paper: np.ndarray, width: int, height: int) -> np.ndarray:
     # LANCZOS: renderings are mostly enlarged (font sizes 16-50 px -> 128 px rows)
     # and sometimes reduced; it keeps strokes sharp both ways.
     img = Image.fromarray(paper).resize((width, height), Image.Resampling.LANCZOS)
-    return np.asarray(img, dtype=np.uint8)
+    return np.array(img, dtype=np.uint8)  # a writable copy (torch.from_numpy warns on read-only arrays)

@@ -114,12 +114,12 @@ class Pipeline:
     consumer, stops the stages and joins their threads.
     """
 
-    def __init__(self, source: Iterable[Any], stages: list[tuple[str, Stage]], depth: int = 2):
+    def __init__(self, source: Iterable[Any], stages: list[tuple[str, Stage]], depth: int = 2, source_name: str = "source"):
         if depth < 1:
             raise ValueError("queue depth must be at least 1")
         self._shared = _Shared()
         self._queues: list[queue.Queue[Any]] = [queue.Queue(maxsize=depth) for _ in range(len(stages) + 1)]
-        self.stats = [StageStats("source")] + [StageStats(name) for name, _ in stages]
+        self.stats = [StageStats(source_name)] + [StageStats(name) for name, _ in stages]
         self._threads = [threading.Thread(target=self._run_source, args=(source,), name="stage-source", daemon=True)]
         for i, (name, fn) in enumerate(stages):
             self._threads.append(

@@ -150,8 +150,15 @@ class Synthesizer:
         *,
         rank: int | None = None,
         world_size: int | None = None,
+        overlap: bool = True,
     ) -> SynthesisReport:
-        """Synthesize every formula of ``inputs`` (this rank's shards) into ``out_dir``; resumable."""
+        """Synthesize every formula of ``inputs`` (this rank's shards) into ``out_dir``; resumable.
+
+        ``rank``/``world_size``: which part of a split job this is (default: torchrun's
+        RANK/WORLD_SIZE, else the whole job). ``overlap=False`` runs each stage over the
+        whole input before the next starts (same output; memory grows with the input):
+        it measures each stage alone, for benchmarks.
+        """
         start = time.perf_counter()
         if not inputs:
             raise FormulaGanError("no input files given")
@@ -161,11 +168,23 @@ class Synthesizer:
             raise FormulaGanError(f"shard index {rank} is outside 0..{world_size - 1}")
         job = ShardedJob(out_dir, self.job_identity(inputs), self.config.samples_per_shard, rank, world_size).open()
         writer = _Writer(job, self.gen.identity(), self.progress)
-        items = iter_items(inputs, self.config.variants)
+        source = self._source(job, iter_items(inputs, self.config.variants))
         stages = [("render", self._render_stage), ("generate", self._generate_stage)]
-        with Pipeline(self._source(job, items), stages, self.queue_depth) as pipeline:
-            for piece in pipeline:
+        if overlap:
+            with Pipeline(source, stages, self.queue_depth, source_name="normalize") as pipeline:
+                for piece in pipeline:
+                    writer.add(piece)
+            stats = pipeline.stats + [_write_stats(pipeline.consumer_stats, writer.busy_s)]
+        else:
+            stats = []
+            data: Iterable[Any] = source
+            for name, fn in [("normalize", lambda xs: xs)] + stages:
+                t0 = time.perf_counter()
+                data = list(fn(iter(data)))
+                stats.append(StageStats(name, total_s=time.perf_counter() - t0))
+            for piece in data:
                 writer.add(piece)
+            stats.append(StageStats("write", total_s=writer.busy_s))
         writer.close()
         manifest = job.finalize(self._manifest_extra(job.out_dir))
         preview = job.out_dir / PREVIEW
@@ -179,7 +198,7 @@ class Synthesizer:
             preview=preview if preview.is_file() else None,
             generator=self.gen.identity(),
             seconds=time.perf_counter() - start,
-            stages=pipeline.stats + [_write_stats(pipeline.consumer_stats, writer.busy_s)],
+            stages=stats,
         )
 
     def _manifest_extra(self, out_dir: Path) -> dict[str, Any]:
@@ -205,7 +224,7 @@ class Synthesizer:
                 todo: list[Record] = []
                 for r in records:
                     if r.item.read_error is not None:
-                        r.reject = r.item.read_error
+                        r.reject, r.stage = r.item.read_error, "read"
                         continue
                     r.key = sample_key(r.item.source, r.item.latex, r.item.variant)
                     r.seed = derive_seed(cfg.seed, r.key, "style")
@@ -219,11 +238,11 @@ class Synthesizer:
                     for r in todo:
                         tokens, error = normalized[r.item.latex]
                         if tokens is None:
-                            r.reject = f"normalize: {error}"
+                            r.reject, r.stage = error or "normalize: no reason given", "normalize"
                             continue
                         reason = filter_tokens(tokens, None, cfg.max_tokens)
                         if reason is not None:
-                            r.reject = reason
+                            r.reject, r.stage = reason, "filter"
                             continue
                         r.tokens = tokens
                         r.style = sample_style(cfg.style, r.seed)
@@ -268,12 +287,12 @@ class Synthesizer:
         cfg = self.config
         for r, (image, reason) in zip(todo, future.result()):
             if image is None:
-                r.reject = f"render: {reason}"
+                r.reject, r.stage = reason or "render: no reason given", "render"
                 continue
             prepared = prepare(image, cfg.height, cfg.oversize, cfg.max_pixels)
             r.rendered_size = (int(image.shape[0]), int(image.shape[1]))
             if prepared.reject is not None:
-                r.reject = prepared.reject
+                r.reject, r.stage = prepared.reject, "oversize"
                 continue
             r.image, r.downscaled = prepared.image, prepared.downscaled
         return piece

@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Benchmark of `synthesize`: end-to-end rate against the rate of each stage alone.
+
+Prints ONE JSON line. The same formulas go through the synthesizer twice, in
+the same run (shared machines are noisy; a ratio holds, an absolute time does
+not):
+
+1. ``overlap=False``: each stage (normalize, render, generate, write) runs over
+   every formula before the next starts, so each stage's rate is measured alone
+   with the whole machine to itself;
+2. the normal pipelined run (stages in threads joined by bounded queues).
+
+``e2e_vs_bound`` = end-to-end rate / the slowest stage's rate alone: 1.0 means
+the stages overlap perfectly; the target on a 2-core CPU with a tiny generator
+is >= 0.8. Both runs must write byte-identical shards (``identical``).
+
+``--memory 2000,20000`` instead runs the pipelined synthesizer in a child process
+per size and reports each child's peak RSS (``resource.getrusage`` in the
+child; Chromium and node are separate processes, not counted): the queues are
+bounded, so the peak must not grow with the number of formulas.
+
+Formulas: the first N lines of the shared im2latex corpus when it is there,
+else the built-in sample repeated. The generator is a tiny randomly
+initialized one (width multiplier 1/16), saved and loaded like a real export.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("FORMULA_GAN_DATA", REPO.parent / "shared" / "data"))
+CORPUS = SHARED / "formulas" / "im2latex_formulas.norm.lst"
+SAMPLE = REPO / "datasets" / "samples" / "formulas.txt"
+
+
+def make_input(n: int, path: Path) -> str:
+    """The first ``n`` formulas of the corpus (or the sample, repeated) as a text file."""
+    source = CORPUS if CORPUS.is_file() else SAMPLE
+    lines: list[str] = []
+    while len(lines) < n:
+        before = len(lines)
+        with open(source, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.strip():
+                    lines.append(line.strip())
+                    if len(lines) == n:
+                        break
+        if len(lines) == before:
+            raise SystemExit(f"no formulas in {source}")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(source)
+
+
+def make_generator(path: Path, width: float) -> None:
+    import torch
+
+    from formula_gan.models.generator import Generator
+    from formula_gan.models.generator_io import save_generator
+
+    torch.manual_seed(0)
+    save_generator(Generator(width=width), path, step=0, config={"benchmark": "tiny random generator"})
+
+
+def synthesizer(args: argparse.Namespace, generator: Path, height: int):
+    from formula_gan.synthesis import SynthesisConfig, Synthesizer
+
+    cfg = SynthesisConfig(height=height, samples_per_shard=args.samples_per_shard, oversize="downscale")
+    return Synthesizer(
+        generator,
+        config=cfg,
+        device=args.device,
+        batch_size=args.batch_size,
+        render_workers=args.render_workers,
+        progress=False,
+    )
+
+
+def differing_samples(a: Path, b: Path) -> int:
+    """Samples (by key) whose image or metadata differ between two outputs, or that only one has."""
+    from formula_gan.data.shards import read_shard
+
+    def load(d: Path) -> dict:
+        return {s.key: (s.png, s.meta) for p in sorted(d.glob("shard-*.tar")) for s in read_shard(p)}
+
+    x, y = load(a), load(b)
+    return sum(1 for k in set(x) | set(y) if x.get(k) != y.get(k))
+
+
+def speed(args: argparse.Namespace, tmp: Path) -> dict:
+    src = make_input(args.formulas, tmp / "formulas.txt")
+    make_generator(tmp / "g.pt", args.width)
+    synth = synthesizer(args, tmp / "g.pt", args.height)
+    alone = synth.run([tmp / "formulas.txt"], tmp / "alone", overlap=False)
+    piped = synth.run([tmp / "formulas.txt"], tmp / "piped")
+    items = piped.samples_written + piped.rejected
+    stage_rates = {s.name: round(items / s.total_s, 1) for s in alone.stages if s.total_s > 0}
+    bound = min(stage_rates, key=stage_rates.get)
+    e2e = items / piped.seconds
+    busy = {s.name: round(s.busy_s / piped.seconds, 2) for s in piped.stages}
+    return {
+        "bench": "synthesize",
+        "formulas": args.formulas,
+        "corpus": Path(src).name,
+        "items": items,
+        "samples": piped.samples_written,
+        "rejected": piped.rejected,
+        "rejected_alone": alone.rejected,
+        "height": args.height,
+        "generator_width": args.width,
+        "device": str(synth.device),
+        "render_workers": args.render_workers,
+        "batch_size": args.batch_size,
+        "e2e_items_per_s": round(e2e, 1),
+        "e2e_samples_per_s": round(piped.samples_written / piped.seconds, 1),
+        "stage_items_per_s_alone": stage_rates,
+        "sequential_items_per_s": round(items / alone.seconds, 1),
+        "bound": bound,
+        "e2e_vs_bound": round(e2e / stage_rates[bound], 3),
+        "busy_fraction_in_pipeline": busy,
+        # Both runs must give the same dataset; a difference means a stage is not deterministic
+        # (e.g. a render timeout under load turning a formula into a reject in one run only).
+        "differing_samples": differing_samples(tmp / "alone", tmp / "piped"),
+        "cpus": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+_CHILD = r"""
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from bench_synthesize import synthesizer, argparse
+args = argparse.Namespace(**json.loads(sys.argv[2]))
+synth = synthesizer(args, sys.argv[3], args.height)
+t0 = time.perf_counter()
+report = synth.run([sys.argv[4]], sys.argv[5])
+print(json.dumps({"samples": report.samples_written, "rejected": report.rejected,
+                  "seconds": round(time.perf_counter() - t0, 1),
+                  "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
+"""
+
+
+def memory(args: argparse.Namespace, tmp: Path) -> dict:
+    make_generator(tmp / "g.pt", args.width)
+    sizes = [int(s) for s in args.memory.split(",")]
+    runs = {}
+    for n in sizes:
+        inp = tmp / f"formulas-{n}.txt"
+        make_input(n, inp)
+        child = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(Path(__file__).parent), json.dumps(vars(args)), str(tmp / "g.pt"), str(inp), str(tmp / f"out-{n}")],
+            capture_output=True, text=True, check=False,
+        )
+        if child.returncode != 0:
+            raise SystemExit(f"child for {n} formulas failed:\n{child.stderr[-2000:]}")
+        runs[str(n)] = json.loads(child.stdout.strip().splitlines()[-1])
+    peaks = [runs[str(n)]["maxrss_mb"] for n in sizes]
+    return {
+        "bench": "synthesize-memory",
+        "height": args.height,
+        "generator_width": args.width,
+        "runs": runs,
+        "peak_rss_growth": round(peaks[-1] / peaks[0], 3),
+        "cpus": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--formulas", type=int, default=1000, help="formulas for the speed run (default 1000)")
+    ap.add_argument("--height", type=int, default=128, help="working height (default 128, the paper's)")
+    ap.add_argument("--width", type=float, default=0.0625, help="generator width multiplier (default 1/16: tiny)")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--render-workers", type=int, default=2)
+    ap.add_argument("--samples-per-shard", type=int, default=250)
+    ap.add_argument("--memory", default=None, metavar="N1,N2", help="peak RSS of pipelined runs of N1 and N2 formulas instead")
+    args = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+    with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
+        result = memory(args, Path(tmp)) if args.memory else speed(args, Path(tmp))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
