@@ -17,7 +17,7 @@
 //    where ink goes, never which symbols are written;
 //  * one spelling per symbol: \le -> \leq, \lt -> <, \to -> \rightarrow,
 //    \lbrace -> \{, \dots -> \ldots or \cdots (as amsmath decides), \ne -> \neq,
-//    \not = -> \neq, \not \in -> \notin, \dfrac -> \dfrac (never {\displaystyle\frac}) ...;
+//    \not = -> \neq, \not \in -> \notin, {1 \over 2} -> \frac { 1 } { 2 } ...;
 //  * text is \text { c h a r s } (or \textbf, \textit, ...) with one token per
 //    character and the spaces removed, like every other spacing;
 //  * environments are single tokens: \begin{pmatrix} a & b \\ c & d \end{pmatrix};
@@ -215,6 +215,12 @@ const MCLASS_COMMANDS = {
     mord: "\\mathord", mbin: "\\mathbin", mrel: "\\mathrel", mopen: "\\mathopen",
     mclose: "\\mathclose", mpunct: "\\mathpunct", minner: "\\mathinner",
 };
+// Text-mode accent commands and the combining characters they stand for.
+const TEXT_ACCENTS = {
+    "\\'": "\u0301", "\\`": "\u0300", "\\^": "\u0302", "\\~": "\u0303", "\\\"": "\u0308",
+    "\\=": "\u0304", "\\u": "\u0306", "\\.": "\u0307", "\\r": "\u030a", "\\v": "\u030c",
+    "\\H": "\u030b",
+};
 const DELIM_SIZES = ["", "\\big", "\\Big", "\\bigg", "\\Bigg"];
 const DELIM_SUFFIX = {mopen: "l", mclose: "r", mrel: "m", mord: ""};
 // \left( \begin{matrix} ... \end{matrix} \right) and pmatrix give the same tree.
@@ -385,8 +391,23 @@ class Serializer {
     }
 
     n_accent(n) {
+        if (n.mode === "text" && TEXT_ACCENTS[n.label]) {
+            // \'{e} in text: the accented character itself (é), which KaTeX reads back
+            // as the same accent; "\' { e }" would not survive the space after \'.
+            const base = n.base.type === "ordgroup" && n.base.body.length === 1 ? n.base.body[0] : n.base;
+            if (base.type !== "textord" && base.type !== "mathord" || base.text.startsWith("\\")) {
+                throw new Unsupported(`unsupported construct: text accent ${n.label} on a group`);
+            }
+            this.emit((base.text + TEXT_ACCENTS[n.label]).normalize("NFC"));
+            return;
+        }
         this.emit(n.label);
         this.arg(n.base);
+    }
+
+    n_pmb(n) {
+        this.emit("\\pmb");
+        this.arg({type: "ordgroup", body: n.body});
     }
     n_accentUnder(n) { this.n_accent(n); }
     n_horizBrace(n) { this.n_accent(n); }
@@ -414,9 +435,13 @@ class Serializer {
         if (n.label === "\\fbox") {
             // \boxed{x} is \fbox{$\displaystyle x$}: find the display-style math inside.
             const math = findDisplayMath(n.body);
-            if (!math) throw new Unsupported("unsupported construct: \\fbox with text");
-            this.emit("\\boxed");
-            this.arg({type: "ordgroup", body: math});
+            if (math) {
+                this.emit("\\boxed");
+                this.arg({type: "ordgroup", body: math});
+            } else {
+                this.emit("\\fbox");
+                this.arg(n.body);
+            }
             return;
         }
         if (n.label === "\\colorbox" || n.label === "\\fcolorbox") {
@@ -540,7 +565,16 @@ class Serializer {
     }
 
     n_styling(n) {
-        if (n.mode === "text" || this.inText) {
+        if (n.mode === "text" && !this.inText) {
+            // The text-mode argument of \fbox, \angl, \raisebox ... (an "hbox").
+            const was = this.inText;
+            this.inText = true;
+            const body = n.body.length === 1 && n.body[0].type === "ordgroup" ? n.body[0].body : n.body;
+            this.list(body);
+            this.inText = was;
+            return;
+        }
+        if (this.inText) {
             // $...$ inside \text{...}
             this.emit("$");
             const was = this.inText;
@@ -638,8 +672,10 @@ function isVdots(n) {
 }
 
 function isStyledFraction(n) {
-    return n.body.length === 1 && n.body[0].type === "genfrac" && (n.style === "display" || n.style === "text")
-        && !n.body[0].continued;
+    if (n.body.length !== 1 || n.body[0].type !== "genfrac") return false;
+    // \cfrac is a display style around a continued fraction.
+    if (n.body[0].continued) return n.style === "display";
+    return n.style === "display" || n.style === "text";
 }
 
 function findDisplayMath(node) {

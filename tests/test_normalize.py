@@ -79,6 +79,8 @@ def tokens(norm: Normalizer, latex: str) -> list[str]:
         (r"\boldsymbol a", r"\boldsymbol{a}"),
         (r"\sum\limits_{i}", r"\sum \limits _ i"),
         (r"\def\f#1{\frac{#1}{2}}\f x", r"\frac{x}{2}"),
+        (r"\text{é}", r"\text{\'e}"),
+        (r"\fbox{$\displaystyle x$}", r"\boxed{x}"),
     ],
 )
 def test_equivalent_inputs_give_the_same_tokens(norm: Normalizer, a: str, b: str) -> None:
@@ -107,6 +109,13 @@ def test_equivalent_inputs_give_the_same_tokens(norm: Normalizer, a: str, b: str
         (r"x_{\vdots}", r"x _ { \vdots }"),
         (r"\boxed{x}", r"\boxed { x }"),
         (r"\xrightarrow[a]{b}", r"\xrightarrow [ a ] { b }"),
+        (r"\cfrac{1}{2}", r"\cfrac { 1 } { 2 }"),
+        (r"\text{\'{e}\"u}", r"\text { é ü }"),
+        (r"\fbox{ab}", r"\fbox { a b }"),
+        (r"\text{if $x$}", r"\text { i f $ x $ }"),
+        (r"\pmb{x}", r"\pmb { x }"),
+        (r"\sqrt{\smash[b]{y}}", r"\sqrt { y }"),
+        (r"\mathop{x}\limits_a", r"\mathop { x } \limits _ { a }"),
     ],
 )
 def test_token_conventions(norm: Normalizer, latex: str, expected: str) -> None:
