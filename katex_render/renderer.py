@@ -240,16 +240,14 @@ class _Browser:
             oversize = width > cfg.page_width or height > cfg.sheet_height
             if k > 0:
                 await self.page.evaluate("(k) => formulaGan.showSheet(k)", k)
-            if oversize:
-                await self.page.set_viewport_size({"width": width, "height": height})
+            # An oversize sheet (one formula larger than the page) is captured beyond the
+            # viewport: slower, and rare.
             shot = await self.cdp.send("Page.captureScreenshot", {
                 "format": "png",
                 "clip": {"x": 0, "y": 0, "width": width, "height": max(height, 1), "scale": 1},
                 "optimizeForSpeed": True,
-                "captureBeyondViewport": False,
+                "captureBeyondViewport": oversize,
             })
-            if oversize:
-                await self.page.set_viewport_size({"width": cfg.page_width, "height": cfg.sheet_height})
             sheets.append(base64.b64decode(shot["data"]))
         return _Capture(layout["items"], sheets)
 
