@@ -1,0 +1,265 @@
+"""Evaluation runs: a recognizer checkpoint on shard sets -> every metric + per-sample predictions.
+
+``evaluate_checkpoint`` is what ``formula-gan evaluate`` calls; ``run_evaluation``
+is shared with the training loop's validation. Perplexity is measured on the same
+pass: the reference tokens are teacher-forced through the model (end token
+included) and their cross-entropy summed, so it needs no second reading of the data.
+
+Test sets are read in full and in order, at the resolution the recognizer was
+trained at (the checkpoint's data config), with no width cap: dropping the wide
+formulas of a test set would flatter every metric.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import torch
+from tqdm import tqdm
+
+from formula_gan import __version__
+from formula_gan.data.batch import Batch
+from formula_gan.errors import FormulaGanError
+from formula_gan.metrics import Scores, edit_distance, score_all
+
+CHECKPOINT_KIND = "formula-gan-recognizer/1"
+
+
+@dataclass
+class EvalResult:
+    scores: Scores
+    predictions: list[dict[str, Any]] = field(default_factory=list)  # key, reference, hypothesis, edit_distance, score
+    beam: int = 1
+
+    def to_json(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"metrics": self.scores.as_dict(), "beam": self.beam, **(extra or {}), "predictions": self.predictions}
+
+
+def autocast_for(device: torch.device, amp: str):
+    """bf16 autocast on CUDA when asked; a no-op elsewhere (CPU runs in float32)."""
+    if amp == "bf16" and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+@torch.no_grad()
+def run_evaluation(
+    model: torch.nn.Module,
+    vocab: Any,  # formula_gan.data.vocab.Vocab
+    batches: Iterable[Batch],
+    device: torch.device,
+    beam: int = 1,
+    max_len: int = 200,
+    amp: str = "none",
+    progress: bool = False,
+    desc: str = "evaluate",
+) -> EvalResult:
+    """Decode every batch (greedy when ``beam`` is 1) and score the predictions against the references."""
+    was_training = model.training
+    model.eval()
+    refs: list[list[str]] = []
+    hyps: list[list[str]] = []
+    predictions: list[dict[str, Any]] = []
+    total_nll, total_tokens = 0.0, 0
+    try:
+        for batch in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
+            batch = batch.to(device, non_blocking=True)
+            with autocast_for(device, amp):
+                out = model(batch.images, batch.masks, batch.tokens, batch.lengths)
+                decoded = model.decode(batch.images, batch.masks, beam=beam, max_len=max_len)
+            total_nll += float(out["nll"])
+            total_tokens += int(out["count"])
+            lengths = batch.lengths.tolist()
+            for i, hyp in enumerate(decoded):
+                ref = vocab.decode(batch.tokens[i, : lengths[i]].tolist())
+                hyp_tokens = vocab.decode(hyp.tokens)
+                refs.append(ref)
+                hyps.append(hyp_tokens)
+                predictions.append(
+                    {
+                        "key": batch.keys[i],
+                        "reference": " ".join(ref),
+                        "hypothesis": " ".join(hyp_tokens),
+                        "edit_distance": edit_distance(ref, hyp_tokens),
+                        "score": round(hyp.score, 5),
+                    }
+                )
+    finally:
+        model.train(was_training)
+    if not refs:
+        raise FormulaGanError("no samples to evaluate (empty shard sets?)")
+    return EvalResult(score_all(refs, hyps, total_nll, total_tokens), predictions, beam)
+
+
+# ---- checkpoints -----------------------------------------------------------------------
+
+
+def load_recognizer(path: str | Path, device: torch.device | str = "cpu"):
+    """(model, vocab, checkpoint) from a recognizer checkpoint; loaded with ``weights_only=True``."""
+    from formula_gan.config import from_dict
+    from formula_gan.data.vocab import Vocab
+    from formula_gan.models.recognizer import Recognizer
+    from formula_gan.training.recognizer_config import RecognizerRunConfig
+
+    path = Path(path)
+    if not path.is_file():
+        raise FormulaGanError(f"recognizer checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated file or a pickle that is not plain data: say so, keep the cause
+        raise FormulaGanError(f"{path}: cannot load as a recognizer checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
+        raise FormulaGanError(f"{path}: not a formula-gan recognizer checkpoint")
+    cfg = from_dict(RecognizerRunConfig, ckpt["config"])
+    vocab = Vocab(ckpt["vocab"])
+    model = Recognizer(len(vocab), cfg.model)
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval(), vocab, ckpt
+
+
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    shard_dirs: Sequence[str | Path],
+    beam: int = 10,
+    batch_size: int = 8,
+    device: str = "auto",
+    max_len: int | None = None,
+    num_workers: int = 0,
+    progress: bool = True,
+) -> EvalResult:
+    """Evaluate a recognizer checkpoint on finished shard sets (read in full, in order)."""
+    from formula_gan.data.loader import ShardSource, make_loader
+
+    from formula_gan.config import from_dict
+    from formula_gan.training.recognizer_config import RecognizerRunConfig
+
+    dev = resolve_device(device)
+    model, vocab, ckpt = load_recognizer(checkpoint, dev)
+    cfg = from_dict(RecognizerRunConfig, ckpt["config"])
+    for d in shard_dirs:
+        if not (Path(d) / "manifest.json").is_file():
+            raise FormulaGanError(f"{d}: not a finished shard set (no manifest.json)")
+    loader = make_loader(
+        [ShardSource(str(d)) for d in shard_dirs],
+        vocab,
+        batch_size,
+        height=cfg.data.height,  # the resolution the model was trained at
+        max_width=None,
+        shuffle=False,
+        seed=0,
+        num_workers=num_workers,
+    )
+    return run_evaluation(
+        model, vocab, loader, dev, beam=beam, max_len=max_len or model.cfg.max_len, amp=cfg.train.amp, progress=progress
+    )
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+# ---- reports ---------------------------------------------------------------------------
+
+METRIC_LABELS = [
+    ("exprate", "ExpRate", True),
+    ("le1", "<=1 error", True),
+    ("le2", "<=2 errors", True),
+    ("wer", "WER", True),
+    ("cer", "CER", True),
+    ("bleu", "BLEU-4", True),
+    ("edit_score", "edit score", True),
+    ("exact_match", "exact match", True),
+    ("perplexity", "perplexity", False),
+]
+
+
+def format_table(scores: Scores | dict[str, Any], title: str = "") -> str:
+    """A two-column markdown table; rates as percentages."""
+    values = scores.as_dict() if isinstance(scores, Scores) else scores
+    lines = [f"### {title}", ""] if title else []
+    lines += ["| metric | value |", "| --- | ---: |", f"| formulas | {values['num_formulas']} |"]
+    for key, label, percent in METRIC_LABELS:
+        v = values.get(key)
+        text = "–" if v is None else (f"{100 * v:.2f} %" if percent else f"{v:.3f}")
+        lines.append(f"| {label} | {text} |")
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    from formula_gan.data.shards import atomic_write_bytes
+
+    buf = io.StringIO()
+    json.dump(obj, buf, indent=1, ensure_ascii=False)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, (buf.getvalue() + "\n").encode("utf-8"))
+
+
+def checkpoint_meta(ckpt: dict[str, Any]) -> dict[str, Any]:
+    return {"step": ckpt.get("step"), "best_val_exprate": ckpt.get("best_exprate"), "version": ckpt.get("version", __version__)}
+
+
+# ---- the paper's Table 1 protocol ---------------------------------------------------------
+
+
+def score_generator(
+    test_dirs: Sequence[str | Path],
+    *,
+    synthetic_dir: str | Path | None = None,
+    generator: str | Path | None = None,
+    formulas: Sequence[str | Path] = (),
+    config: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    out_dir: str | Path = "runs/score-generator",
+    beam: int = 1,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """How useful is a generator's output? (Springstein et al., Table 1)
+
+    1. synthesize the fixed formula set ``formulas`` with ``generator`` into
+       ``out_dir/synthetic`` (or take an already synthesized ``synthetic_dir``);
+    2. train the small task recognizer (``config``, default
+       ``configs/recognizer/score_generator.yaml``) on that synthetic set only, for the
+       config's fixed step budget, with no validation (no model selection on the test set);
+    3. report perplexity and every other metric of the final model on ``test_dirs``
+       (CROHME test 2014).
+    """
+    from formula_gan.config import load_config
+    from formula_gan.training.recognizer_config import RecognizerRunConfig, SourceConfig
+    from formula_gan.training.recognizer_loop import train_recognizer
+
+    out = Path(out_dir)
+    if synthetic_dir is None:
+        if generator is None or not formulas:
+            raise FormulaGanError("give --synthetic DIR, or --generator FILE with --formulas FILE... to synthesize")
+        from formula_gan.synthesis import Synthesizer
+
+        synthetic_dir = out / "synthetic"
+        report = Synthesizer(generator, device=None if device == "auto" else device, progress=progress).run(
+            list(formulas), synthetic_dir
+        )
+        if report.manifest is None:
+            raise FormulaGanError(f"{synthetic_dir}: synthesis did not finish (no manifest.json)")
+    cfg = load_config(RecognizerRunConfig, config or default_score_config(), overrides)
+    cfg.name = "task-model"
+    cfg.out_dir = str(out / "{name}")
+    cfg.data.train = [SourceConfig(str(synthetic_dir), 1.0)]
+    cfg.data.val = []
+    cfg.train.device = device
+    summary = train_recognizer(cfg, progress=progress)
+    result = evaluate_checkpoint(summary["last"], test_dirs, beam=beam, device=device, progress=progress)
+    payload = result.to_json({"synthetic": str(synthetic_dir), "generator": str(generator) if generator else None,
+                              "train_steps": summary["step"], "test": [str(t) for t in test_dirs]})
+    write_json(out / "score.json", payload)
+    return payload
+
+
+def default_score_config() -> Path:
+    return Path(__file__).resolve().parents[1] / "configs" / "recognizer" / "score_generator.yaml"

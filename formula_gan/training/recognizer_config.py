@@ -1,0 +1,86 @@
+"""The recognizer run's schema: what ``configs/recognizer/*.yaml`` may hold.
+
+``load_config(RecognizerRunConfig, path, overrides)`` fills it; an unknown key or
+a wrong type is an error naming the key. The resolved config is written into the
+run folder and into every checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from formula_gan.models.recognizer import RecognizerModelConfig
+
+
+@dataclass
+class SourceConfig:
+    path: str  # a finished shard folder (manifest.json); "{normalization}" is replaced, see DataConfig
+    weight: float = 1.0  # relative sampling weight among the training sources
+
+
+@dataclass
+class DataConfig:
+    train: list[SourceConfig] = field(default_factory=list)
+    val: list[str] = field(default_factory=list)  # held-out shard folders, read in full, greedy-decoded
+    # The paper's two CROHME rasterizations. It selects the prepared shard sets (every
+    # "{normalization}" in a path becomes this value) and how images are sized for the model:
+    # height128 -> every image is scaled to height 128 (the paper's GAN resolution);
+    # symbol -> images keep the size they were rasterized at (symbol height normalized).
+    normalization: Literal["height128", "symbol"] = "height128"
+    # 0: sized by normalization as above; N > 0: every image scaled to N px high (small CPU runs)
+    resize_height: int = 0
+    vocab: str | None = None  # vocabulary JSON; None: the union of the training sources' manifests
+    max_width: int | None = 1024  # training images wider than this (after resizing) are scaled down: memory bound
+    batch_size: int = 16  # per process; DenseWAP used 16 on one GPU
+    num_workers: int = 2  # decoding PNGs in worker processes keeps the GPU fed
+    augment: bool = False  # the data layer's affine augmentation (rotation, shear, padding, scale)
+
+    def __post_init__(self) -> None:
+        for source in self.train:
+            if source.weight <= 0:
+                raise ValueError(f"train source {source.path!r}: weight must be positive, got {source.weight}")
+
+    def resolve(self, path: str) -> str:
+        return path.replace("{normalization}", self.normalization)
+
+    @property
+    def height(self) -> int | None:
+        """The height the loader scales images to (None: keep their size)."""
+        if self.resize_height > 0:
+            return self.resize_height
+        return 128 if self.normalization == "height128" else None
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 5e-4  # AdamW; peak rate after warm-up
+    weight_decay: float = 1e-4  # DenseWAP's L2 strength
+    warmup_steps: int = 500  # linear warm-up: the coverage GRU is unstable under a cold large step
+    min_lr_ratio: float = 0.05  # cosine decay ends at lr * this
+    grad_clip: float = 5.0  # global-norm clip; attention decoders spike early on
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 60_000
+    val_every: int = 2_000  # validation (greedy) and checkpoint interval, in steps
+    log_every: int = 50
+    seed: int = 0
+    amp: Literal["bf16", "none"] = "bf16"  # bf16 autocast on CUDA (no loss scaling needed); CPU runs in fp32
+    device: str = "auto"  # auto: cuda:<local rank> when available, else cpu
+    val_max_len: int = 200  # decoding limit during validation
+
+
+@dataclass
+class RecognizerRunConfig:
+    name: str = "recognizer"
+    out_dir: str = "runs/recognizer/{name}"  # "{name}" is replaced by name
+    model: RecognizerModelConfig = field(default_factory=RecognizerModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    @property
+    def run_dir(self) -> str:
+        return self.out_dir.replace("{name}", self.name)

@@ -1,0 +1,311 @@
+"""Training the downstream recognizer: weighted shard mix in, best-by-ExpRate checkpoint out.
+
+One process per GPU under ``torchrun`` (DDP), or a single process on one GPU or
+the CPU, with the same command. Every ``val_every`` steps rank 0 decodes the
+held-out set greedily, logs every metric, writes ``last.pt`` and, when the
+validation ExpRate improved, ``best.pt``. Rerunning the command resumes from
+``last.pt`` (weights, optimizer, step, best score, torch RNG); the data stream
+is re-seeded with the step, so a resumed run does not replay the batches it
+has already seen.
+
+Run folder: ``config.yaml`` (resolved), ``vocab.json``, ``log.jsonl`` (one JSON
+object per log/validation event), ``tb/`` (TensorBoard), ``last.pt``, ``best.pt``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from formula_gan import __version__
+from formula_gan.config import dump_yaml, from_dict, to_dict
+from formula_gan.errors import FormulaGanError
+from formula_gan.evaluation import CHECKPOINT_KIND, autocast_for, run_evaluation
+from formula_gan.models.recognizer import Recognizer
+from formula_gan.training.recognizer_config import OptimConfig, RecognizerRunConfig
+
+
+def lr_at(step: int, cfg: OptimConfig, max_steps: int) -> float:
+    """Linear warm-up to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``max_steps``."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = min(1.0, (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps))
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# ---- process set-up -----------------------------------------------------------------------
+
+
+@dataclass
+class Dist:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str) -> Dist:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1); pick the device."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device == "auto":
+        dev = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
+    else:
+        dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return Dist(rank, world, local, dev)
+
+
+def _barrier(d: Dist) -> None:
+    if d.world_size > 1:
+        dist.barrier()
+
+
+# ---- checkpoints --------------------------------------------------------------------------
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """One file, written whole to a temporary name, then renamed over ``path``."""
+    from formula_gan.data.shards import atomic_write_bytes
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated or foreign file: name it, keep the cause
+        raise FormulaGanError(f"{path}: cannot load checkpoint ({type(err).__name__}: {err}); remove it to start over") from err
+    if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
+        raise FormulaGanError(f"{path}: not a formula-gan recognizer checkpoint")
+    return ckpt
+
+
+# ---- data ---------------------------------------------------------------------------------
+
+
+def build_vocab(cfg: RecognizerRunConfig):
+    """The configured vocabulary file, else the union of the training sources' vocabularies."""
+    from formula_gan.data.vocab import Vocab
+
+    if cfg.data.vocab:
+        return Vocab.load(cfg.data.resolve(cfg.data.vocab))
+    tokens: set[str] = set()
+    for source in cfg.data.train:
+        tokens.update(Vocab.from_manifest(cfg.data.resolve(source.path)).tokens)
+    return Vocab(tokens)
+
+
+def _check_sources(cfg: RecognizerRunConfig) -> None:
+    if not cfg.data.train:
+        raise FormulaGanError("data.train is empty: name at least one shard folder to train on")
+    for path in [s.path for s in cfg.data.train] + list(cfg.data.val):
+        resolved = Path(cfg.data.resolve(path))
+        if not (resolved / "manifest.json").is_file():
+            raise FormulaGanError(f"{resolved}: not a finished shard set (no manifest.json); prepare it first")
+
+
+def _train_batches(cfg: RecognizerRunConfig, vocab, d: Dist, step: int) -> Iterator:
+    from formula_gan.data.loader import ShardSource, make_loader
+
+    augment = None
+    if cfg.data.augment:
+        from formula_gan.data.augment import AugmentConfig
+
+        augment = AugmentConfig()
+    sources = [ShardSource(cfg.data.resolve(s.path), s.weight) for s in cfg.data.train]
+    loader = make_loader(
+        sources,
+        vocab,
+        cfg.data.batch_size,
+        height=cfg.data.height,
+        max_width=cfg.data.max_width,
+        shuffle=True,
+        seed=cfg.train.seed + step,  # re-seeded on resume: no replay of the batches already seen
+        rank=d.rank,
+        world_size=d.world_size,
+        num_workers=cfg.data.num_workers,
+        augment=augment,
+        loop=True,
+        pin_memory=d.device.type == "cuda",
+    )
+    return iter(loader)
+
+
+def _val_batches(cfg: RecognizerRunConfig, vocab):
+    from formula_gan.data.loader import ShardSource, make_loader
+
+    return make_loader(
+        [ShardSource(cfg.data.resolve(p)) for p in cfg.data.val],
+        vocab,
+        cfg.data.batch_size,
+        height=cfg.data.height,
+        max_width=None,  # the whole held-out set, wide formulas included
+        shuffle=False,
+        seed=0,
+        num_workers=cfg.data.num_workers,
+    )
+
+
+# ---- the loop -----------------------------------------------------------------------------
+
+
+class RunLog:
+    """JSON lines + TensorBoard scalars, rank 0 only."""
+
+    def __init__(self, run_dir: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = run_dir / "log.jsonl"
+        self.tb = None
+        if enabled:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run_dir / "tb"))
+
+    def write(self, step: int, kind: str, values: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps({"step": step, "kind": kind, "time": round(time.time(), 3), **values}) + "\n")
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and v is not None and math.isfinite(v):
+                self.tb.add_scalar(f"{kind}/{k}", v, step)
+        self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train_recognizer(cfg: RecognizerRunConfig, progress: bool = True) -> dict[str, Any]:
+    """Train (or resume) the run in ``cfg.run_dir``; returns a summary with the best validation ExpRate."""
+    _check_sources(cfg)
+    d = setup_distributed(cfg.train.device)
+    run_dir = Path(cfg.run_dir)
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    _barrier(d)
+    vocab = build_vocab(cfg)
+
+    torch.manual_seed(cfg.train.seed + d.rank)
+    model = Recognizer(len(vocab), cfg.model).to(d.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    step, best = 0, -1.0
+    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
+    if last_path.exists():
+        ckpt = load_checkpoint(last_path)
+        old = from_dict(RecognizerRunConfig, ckpt["config"])
+        if to_dict(old.model) != to_dict(cfg.model) or list(ckpt["vocab"]) != vocab.tokens:
+            raise FormulaGanError(
+                f"{last_path} was trained with another model config or vocabulary; choose another name/out_dir"
+            )
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        step, best = int(ckpt["step"]), float(ckpt["best_exprate"])
+        torch.set_rng_state(ckpt["rng"]["cpu"])
+        if d.device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], d.device)
+    if d.main:
+        dump_yaml(cfg, run_dir / "config.yaml")
+        vocab.save(run_dir / "vocab.json")
+    log = RunLog(run_dir, d.main)
+    if d.main and step:
+        log.write(step, "resume", {"best_val_exprate": best})
+
+    train_model: torch.nn.Module = model
+    if d.world_size > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[d.device.index] if d.device.type == "cuda" else None
+        )
+
+    def state() -> dict[str, Any]:
+        return {
+            "kind": CHECKPOINT_KIND,
+            "version": __version__,
+            "model": model.state_dict(),  # the unwrapped module: loads without DDP
+            "optimizer": opt.state_dict(),
+            "step": step,
+            "best_exprate": best,
+            "config": to_dict(cfg),
+            "vocab": vocab.tokens,
+            "rng": {
+                "cpu": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(d.device) if d.device.type == "cuda" else None,
+            },
+        }
+
+    def validate() -> None:
+        nonlocal best
+        if d.main:
+            if cfg.data.val:
+                result = run_evaluation(
+                    model, vocab, _val_batches(cfg, vocab), d.device, beam=1,
+                    max_len=cfg.train.val_max_len, amp=cfg.train.amp, progress=False,
+                )  # fmt: skip
+                metrics = result.scores.as_dict()
+                log.write(step, "val", metrics)
+                improved = metrics["exprate"] > best
+                best = max(best, metrics["exprate"])
+            else:
+                improved = True  # nothing held out: the latest model is the best we know
+            save_checkpoint(last_path, state())
+            if improved:
+                save_checkpoint(best_path, state())
+        _barrier(d)
+
+    batches = _train_batches(cfg, vocab, d, step)
+    bar = tqdm(total=cfg.train.max_steps, initial=step, desc=f"train {cfg.name}", disable=not (progress and d.main))
+    model.train()
+    window: list[torch.Tensor] = []  # losses since the last log line, kept on the device (no sync per step)
+    started = time.time()
+    while step < cfg.train.max_steps:
+        lr = lr_at(step, cfg.optim, cfg.train.max_steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        batch = next(batches).to(d.device, non_blocking=True)
+        with autocast_for(d.device, cfg.train.amp):
+            out = train_model(batch.images, batch.masks, batch.tokens, batch.lengths)
+        loss = out["loss"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        opt.step()
+        step += 1
+        window.append(loss.detach())
+        bar.update(1)
+        if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
+            mean = float(torch.stack(window).mean())
+            bar.set_postfix(loss=f"{mean:.3f}")
+            log.write(
+                step, "train",
+                {"loss": mean, "lr": lr, "grad_norm": float(grad_norm),
+                 "steps_per_s": len(window) / max(time.time() - started, 1e-9)},
+            )  # fmt: skip
+            window, started = [], time.time()
+        if step % cfg.train.val_every == 0 or step == cfg.train.max_steps:
+            validate()
+    bar.close()
+    log.close()
+    if d.main and not last_path.exists():  # max_steps already reached before this call
+        save_checkpoint(last_path, state())
+    return {"run_dir": str(run_dir), "step": step, "best_val_exprate": best, "best": str(best_path), "last": str(last_path)}
