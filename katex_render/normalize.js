@@ -47,17 +47,21 @@ const MAX_EXPAND = argValue("--max-expand", 1000);
 // renders those as red text instead of failing.
 const ERROR_COLOR = "#cc0000";
 
-const SETTINGS = {
-    displayMode: false,
-    throwOnError: true,
-    strict: "ignore",
-    trust: false,
-    maxSize: 50,
-    maxExpand: MAX_EXPAND,
-    errorColor: ERROR_COLOR,
-    // \mbox is what CROHME labels and older im2latex corpora write for \text.
-    macros: {"\\mbox": "\\text"},
-};
+function settings() {
+    // A fresh object per formula: KaTeX writes \gdef and \global definitions into
+    // `macros`, and one formula must never change how the next one parses.
+    return {
+        displayMode: false,
+        throwOnError: true,
+        strict: "ignore",
+        trust: false,
+        maxSize: 50,
+        maxExpand: MAX_EXPAND,
+        errorColor: ERROR_COLOR,
+        // \mbox is what CROHME labels and older im2latex corpora write for \text.
+        macros: {"\\mbox": "\\text"},
+    };
+}
 
 // Synonyms among KaTeX's math symbols (same glyph, same font, same atom class),
 // generated from katex/src/symbols.ts of the pinned version: each maps to one
@@ -179,7 +183,7 @@ function buildTables() {
     for (const name of HTML_MATHML_MACROS) {
         let tree;
         try {
-            tree = katex.__parse(name, SETTINGS);
+            tree = katex.__parse(name, settings());
         } catch (e) {
             continue; // not defined in this KaTeX version
         }
@@ -207,6 +211,10 @@ const FONT_COMMANDS = new Set([
     "mathrm", "mathit", "mathbf", "mathnormal", "mathsfit", "mathbb", "mathcal", "mathfrak",
     "mathscr", "mathsf", "mathtt", "boldsymbol",
 ]);
+const INFIX_FRACTIONS = {"|": "\\atop", "\\{|\\}": "\\brace", "[|]": "\\brack"};
+const TEXT_FONT_COMMANDS = {
+    mathrm: "\\textrm", mathbf: "\\textbf", mathit: "\\textit", mathsf: "\\textsf", mathtt: "\\texttt",
+};
 const STYLE_COMMANDS = {
     display: "\\displaystyle", text: "\\textstyle", script: "\\scriptstyle",
     scriptscript: "\\scriptscriptstyle",
@@ -369,7 +377,18 @@ class Serializer {
         if (n.continued) cmd = "\\cfrac";
         else if (n.hasBarLine && !n.leftDelim && !n.rightDelim) cmd = "frac";
         else if (!n.hasBarLine && n.leftDelim === "(" && n.rightDelim === ")") cmd = "binom";
-        else throw new Unsupported("unsupported construct: \\atop, \\brace or \\brack");
+        else if (!n.hasBarLine && !style) {
+            // {a \atop b}, {a \brace b}, {a \brack b}: infix commands that take the whole
+            // group, so the group is part of the spelling.
+            const infix = INFIX_FRACTIONS[`${n.leftDelim || ""}|${n.rightDelim || ""}`];
+            if (!infix) throw new Unsupported("unsupported construct: a fraction with these delimiters");
+            this.emit("{");
+            this.list(n.numer.type === "ordgroup" ? n.numer.body : [n.numer]);
+            this.emit(infix);
+            this.list(n.denom.type === "ordgroup" ? n.denom.body : [n.denom]);
+            this.emit("}");
+            return;
+        } else throw new Unsupported("unsupported construct: a styled \\atop, \\brace or \\brack");
         if (cmd !== "\\cfrac") {
             const prefix = style === "display" ? "d" : style === "text" ? "t" : "";
             cmd = "\\" + prefix + cmd;
@@ -398,7 +417,10 @@ class Serializer {
             if (base.type !== "textord" && base.type !== "mathord" || base.text.startsWith("\\")) {
                 throw new Unsupported(`unsupported construct: text accent ${n.label} on a group`);
             }
-            this.emit((base.text + TEXT_ACCENTS[n.label]).normalize("NFC"));
+            const char = (base.text + TEXT_ACCENTS[n.label]).normalize("NFC");
+            // In math mode the same character would read as a math accent (Å -> \mathring).
+            if (this.inText) this.emit(char);
+            else this.emit("\\text", "{", char, "}");
             return;
         }
         this.emit(n.label);
@@ -559,6 +581,14 @@ class Serializer {
 
     // --- fonts, styles, text -------------------------------------------------------
     n_font(n) {
+        if (this.inText) {
+            // {\bf x} inside \text: the text-mode font command.
+            const cmd = TEXT_FONT_COMMANDS[n.font];
+            if (!cmd) throw new Unsupported(`unsupported construct: font ${n.font} in text`);
+            this.emit(cmd);
+            this.arg(n.body);
+            return;
+        }
         if (!FONT_COMMANDS.has(n.font)) throw new Unsupported(`unsupported construct: font ${n.font}`);
         this.emit("\\" + n.font);
         this.arg(n.body);
@@ -732,7 +762,7 @@ function applyPairs(tokens) {
 }
 
 function serialize(latex) {
-    const tree = katex.__parse(latex, SETTINGS);
+    const tree = katex.__parse(latex, settings());
     const s = new Serializer();
     s.list(tree);
     return applyPairs(s.out);
@@ -782,6 +812,10 @@ function handleLine(line) {
 }
 
 function main() {
+    // stdout carries the protocol only. KaTeX's \message and \show print with
+    // console.log: a formula could otherwise write lines that look like results.
+    const toStderr = (...args) => process.stderr.write(args.map(String).join(" ") + "\n");
+    for (const name of ["log", "info", "debug", "warn", "error", "trace", "dir"]) console[name] = toStderr;
     buildTables();
     // Tells the caller that KaTeX is loaded: start-up time is not a formula's time.
     process.stdout.write(JSON.stringify({ready: katex.version}) + "\n");

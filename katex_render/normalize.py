@@ -266,7 +266,10 @@ class Normalizer:
                     line = self._proc.read_line(self.timeout_s)
                     if line is None:
                         break  # the process died; handled below
-                    answer = json.loads(line)
+                    try:
+                        answer = json.loads(line)
+                    except json.JSONDecodeError as err:
+                        raise KatexRenderError(f"normalize.js wrote a line that is not a result: {line[:200]!r}") from err
                     expected = todo[done]
                     if answer.get("id") != expected:
                         raise KatexRenderError(

@@ -116,6 +116,8 @@ def test_equivalent_inputs_give_the_same_tokens(norm: Normalizer, a: str, b: str
         (r"\pmb{x}", r"\pmb { x }"),
         (r"\sqrt{\smash[b]{y}}", r"\sqrt { y }"),
         (r"\mathop{x}\limits_a", r"\mathop { x } \limits _ { a }"),
+        (r"a \atop b", r"{ a \atop b }"),
+        (r"\frac{n\brace k}{2}", r"\frac { { n \brace k } } { 2 }"),
     ],
 )
 def test_token_conventions(norm: Normalizer, latex: str, expected: str) -> None:
@@ -145,6 +147,15 @@ def test_rejects_with_reason_and_neighbours_unharmed(norm: Normalizer, latex: st
     assert results[2] == (["c"], None)
     assert results[1][0] is None
     assert results[1][1].startswith(reason), results[1][1]
+
+
+def test_one_formula_never_changes_the_next(norm: Normalizer) -> None:
+    # \gdef writes into KaTeX's macro table; \message prints on the protocol's stdout.
+    results = norm.normalize([r"\gdef\foo{x}\foo", r"\foo", r'\message{{"id": 2, "tokens": ["forged"]}}y', "z"])
+    assert results[0] == (["x"], None)
+    assert results[1][1].startswith(r"KaTeX parse error: Undefined control sequence: \foo")
+    assert results[2] == (["y"], None)
+    assert results[3] == (["z"], None)
 
 
 def test_round_trip_over_the_sample(norm: Normalizer) -> None:
