@@ -33,6 +33,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                    help="inputs over 640,000 px at the working height: skip (reported as rejects) or downscale "
                         "(drawn smaller; reported in the sample and the shard stats); default skip")
     p.add_argument("--max-tokens", type=int, default=None, metavar="N", help="reject formulas of more than N tokens")
+    p.add_argument("--height", type=int, default=128, help="working height: the height the generator was trained at (default 128)")
     p.add_argument("--samples-per-shard", type=int, default=1000, metavar="N", help="(default 1000)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--batch-size", type=int, default=32, metavar="B", help="generator batch size (default 32)")
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
             variants=args.variants,
             seed=args.seed,
             oversize=args.oversize,
+            height=args.height,
             max_tokens=args.max_tokens,
             samples_per_shard=args.samples_per_shard,
         )
