@@ -41,6 +41,9 @@ const MAX_CHARS = argValue("--max-chars", 4000);
 // A \def loop or a macro bomb stops at this many expansions. Ordinary formulas
 // use a few (\neq, \cdots, \dfrac are macros); the corpora never need 1,000.
 const MAX_EXPAND = argValue("--max-expand", 1000);
+// A few expansions of a long macro can still multiply the output (\def\a{<1,000
+// symbols>} used 900 times); the longest real formulas have a few hundred tokens.
+const MAX_OUTPUT_TOKENS = argValue("--max-output-tokens", 20000);
 
 // Set only so that an unsupported or untrusted command (\href, \url,
 // \includegraphics, \htmlId ... with trust: false) can be recognized: KaTeX
@@ -773,6 +776,9 @@ function normalize(latex) {
     if (latex.length > MAX_CHARS) throw new Unsupported(`too long: ${latex.length} characters (limit ${MAX_CHARS})`);
     const tokens = serialize(latex);
     if (tokens.length === 0) throw new Unsupported("empty formula: nothing to write");
+    if (tokens.length > MAX_OUTPUT_TOKENS) {
+        throw new Unsupported(`too many tokens after macro expansion: ${tokens.length} (limit ${MAX_OUTPUT_TOKENS})`);
+    }
     // The canonical form must be a fixed point; a formula for which it is not is
     // refused rather than stored with tokens that do not describe it.
     const joined = tokens.join(" ");

@@ -133,6 +133,7 @@ def test_token_conventions(norm: Normalizer, latex: str, expected: str) -> None:
         (r"\def\a{\a}\a", "KaTeX parse error: Too many expansions"),
         (r"\def\a{\b\b}\def\b{\c\c}\def\c{\d\d}\def\d{\e\e}\def\e{xx}" + r"\a" * 50, "KaTeX parse error: Too many expansions"),
         ("x" * 4001, "too long: 4001 characters (limit 4000)"),
+        (r"\def\b{" + "x" * 1000 + r"}\def\a{\b\b\b\b\b}" + r"\a" * 500, "too many tokens after macro expansion"),
         (r"\href{javascript:alert(1)}{x}", r"untrusted or unsupported command: \href"),
         (r"\includegraphics{x.png}", r"untrusted or unsupported command: \includegraphics"),
         (r"\, \quad", "empty formula: nothing to write"),
