@@ -249,6 +249,7 @@ const DROP = new Set(["kern", "spacing", "phantom", "vphantom", "internal"]);
 class Serializer {
     constructor() {
         this.out = [];
+        this.inText = false; // inside \text{...}: characters, $...$ for math
     }
 
     emit(...tokens) {
