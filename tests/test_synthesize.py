@@ -92,13 +92,15 @@ def _config(**changes):
 def _synth(generator: Path, **changes):
     from formula_gan.synthesis import Synthesizer
 
-    return Synthesizer(generator, config=_config(**changes), device="cpu", batch_size=4, progress=False)
+    # One browser per run: tests start many short runs, and a browser launch is the costly part.
+    return Synthesizer(generator, config=_config(**changes), device="cpu", batch_size=4, render_workers=1, progress=False)
 
 
 def _cli(formulas: Path, generator: Path | None, out: Path, *extra: str) -> list[str]:
     gen = ["--generator", str(generator)] if generator is not None else []
     return [str(formulas), *gen, "--out", str(out), "--variants", str(VARIANTS), "--height", str(HEIGHT),
-            "--samples-per-shard", str(PER_SHARD), "--batch-size", "4", "--device", "cpu", "--no-progress", *extra]
+            "--samples-per-shard", str(PER_SHARD), "--batch-size", "4", "--render-workers", "1", "--device", "cpu",
+            "--no-progress", *extra]
 
 
 def _tars(out: Path) -> dict[str, bytes]:
@@ -294,9 +296,16 @@ def test_untrained_generator_says_so_and_is_recorded(tmp_path: Path, capsys):
     small = tmp_path / "two.txt"
     small.write_text("x+1\n\\frac{1}{2}\n", encoding="utf-8")
     code = cli_main(["synthesize", str(small), "--untrained-generator", "--out", str(tmp_path / "u"), "--height",
-                     str(HEIGHT), "--device", "cpu", "--no-progress"])
+                     str(HEIGHT), "--device", "cpu", "--render-workers", "1", "--no-progress"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "NOT handwriting" in captured.err
     manifest = load_manifest(tmp_path / "u")
     assert manifest["generator"]["untrained"] is True and manifest["num_samples"] == 2
+
+
+def test_missing_browser_is_a_clear_error_before_any_work(tmp_path: Path, formulas: Path, generator: Path, capsys, monkeypatch):
+    monkeypatch.setenv("FORMULA_GAN_CHROMIUM", str(tmp_path / "no-such-chromium"))
+    code, err = _run_cli(_cli(formulas, generator, tmp_path / "out"), capsys)
+    assert code == 2 and "no-such-chromium" in err
+    assert not (tmp_path / "out").exists()

@@ -166,6 +166,7 @@ class Synthesizer:
             rank, world_size = env_rank()
         if world_size < 1 or not 0 <= rank < world_size:
             raise FormulaGanError(f"shard index {rank} is outside 0..{world_size - 1}")
+        _check_tools()
         job = ShardedJob(out_dir, self.job_identity(inputs), self.config.samples_per_shard, rank, world_size).open()
         writer = _Writer(job, self.gen.identity(), self.progress)
         source = self._source(job, iter_items(inputs, self.config.variants))
@@ -414,6 +415,16 @@ class _Writer:
             raise RuntimeError(f"shard {self.shard} left incomplete")
         if self._bar is not None:
             self._bar.close()
+
+
+def _check_tools() -> None:
+    """Node (KaTeX's parser) and Chromium must be there: say so before any work, not mid-run."""
+    from katex_render.browser import find_chromium
+    from katex_render.normalize import check_katex, find_node
+
+    find_node()
+    check_katex()
+    find_chromium()
 
 
 def _write_stats(consumer: StageStats, busy_s: float) -> StageStats:
