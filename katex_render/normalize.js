@@ -19,7 +19,9 @@
 //    \lbrace -> \{, \dots -> \ldots or \cdots (as amsmath decides), \ne -> \neq,
 //    \not = -> \neq, \not \in -> \notin, {1 \over 2} -> \frac { 1 } { 2 } ...;
 //  * text is \text { c h a r s } (or \textbf, \textit, ...) with one token per
-//    character and the spaces removed, like every other spacing;
+//    character and the spaces removed, like every other spacing (KaTeX draws the
+//    separating spaces inside text: render with normalize.py's tokens_to_latex,
+//    which writes \text {chars});
 //  * environments are single tokens: \begin{pmatrix} a & b \\ c & d \end{pmatrix};
 //    \left( \begin{matrix} .. \end{matrix} \right) becomes pmatrix, which it is.
 // The result is verified: the tokens joined by spaces are parsed again and must

@@ -41,6 +41,7 @@ __all__ = [
     "normalize_file",
     "normalize_formulas",
     "reason_category",
+    "tokens_to_latex",
     "Reject",
     "SourceFormula",
     "read_formulas",
@@ -307,6 +308,44 @@ class Normalizer:
             self._restart()
             todo = todo[done:]
         return [r if r is not None else (None, "no result") for r in results]
+
+
+# --- tokens back to LaTeX --------------------------------------------------------------
+# Commands whose braced argument is text: there a space is a visible space, so the
+# characters of the argument are written next to each other.
+TEXT_COMMANDS = frozenset({
+    "\\text", "\\textrm", "\\textsf", "\\texttt", "\\textnormal", "\\textbf", "\\textmd", "\\textit",
+    "\\textup", "\\emph", "\\fbox", "\\angl",
+})
+_CONTROL_WORD = re.compile(r"\\[A-Za-z@]+\*?")
+
+
+def tokens_to_latex(tokens: list[str]) -> str:
+    """The LaTeX to render for normalized tokens: joined by spaces, except inside
+    text arguments (``\\text { A . }`` -> ``\\text {A.}``), where KaTeX would draw
+    each separating space. Normalizing the result gives the same tokens again;
+    ``" ".join(tokens)`` is also valid KaTeX, with spaced-out text."""
+    modes = ["math"]  # per open brace: "math", "text", or "textmath" ($...$ inside text)
+    out: list[str] = []
+    prev = ""
+    for i, tok in enumerate(tokens):
+        if i > 0:
+            glue = modes[-1] == "text" and not _CONTROL_WORD.fullmatch(prev)
+            out.append("" if glue else " ")
+        out.append(tok)
+        if tok == "{":
+            if prev in TEXT_COMMANDS and modes[-1] != "text":
+                # the argument of \\text (a "{" inside text is a plain group: push text)
+                modes.append("text")
+            else:
+                modes.append(modes[-1] if modes[-1] != "textmath" else "math")
+            # the glue before the first character was decided above, in the outer mode
+        elif tok == "}" and len(modes) > 1:
+            modes.pop()
+        elif tok == "$" and modes[-1] in ("text", "textmath"):
+            modes[-1] = "textmath" if modes[-1] == "text" else "text"
+        prev = tok
+    return "".join(out)
 
 
 # --- filters -------------------------------------------------------------------------

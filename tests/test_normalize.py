@@ -20,6 +20,7 @@ from katex_render.normalize import (
     load_vocab,
     normalize_file,
     reason_category,
+    tokens_to_latex,
 )
 from katex_render.readers import read_formulas
 
@@ -169,6 +170,23 @@ def test_round_trip_over_the_sample(norm: Normalizer) -> None:
     joined = [" ".join(t) for t, _ in first]
     again = norm.normalize(joined)
     assert [" ".join(t or []) for t, _ in again] == joined
+    unspaced = norm.normalize([tokens_to_latex(t) for t, _ in first])
+    assert [" ".join(t or []) for t, _ in unspaced] == joined
+
+
+@pytest.mark.parametrize(
+    "latex, rendered",
+    [
+        (r"\text{A.} x^2", r"\text {A.} x ^ { 2 }"),
+        (r"\text{if $x>0$ \S a}", r"\text {if$ x > 0 $\S a}"),
+        (r"\textbf{a {\it b}}", r"\textbf {a{\textit {b}}}"),
+        (r"\frac{\text{km}}{h}", r"\frac { \text {km} } { h }"),
+    ],
+)
+def test_tokens_to_latex_writes_text_unspaced(norm: Normalizer, latex: str, rendered: str) -> None:
+    toks = tokens(norm, latex)
+    assert tokens_to_latex(toks) == rendered
+    assert tokens(norm, rendered) == toks, "normalizing what is rendered gives the same tokens"
 
 
 def test_round_trip_over_shared_corpus(norm: Normalizer, shared_data: Path) -> None:
@@ -183,6 +201,8 @@ def test_round_trip_over_shared_corpus(norm: Normalizer, shared_data: Path) -> N
     assert len(accepted) >= 0.98 * len(items), [e for _, e in first if e][:10]
     again = norm.normalize(accepted)
     assert [" ".join(t or []) for t, _ in again] == accepted
+    unspaced = norm.normalize([tokens_to_latex(t) for t, _ in first if t is not None])
+    assert [" ".join(t or []) for t, _ in unspaced] == accepted
 
 
 def test_hanging_formula_times_out_and_the_rest_goes_on() -> None:
