@@ -131,7 +131,7 @@ def rasterize(ink: Ink, cfg: RasterConfig = RasterConfig()) -> tuple[np.ndarray,
         xy[:, 1] = ((stroke[:, 1] - y0) * scale + oy) * ss
         pts = _dedupe(xy)  # [m, 2]
         if len(pts) > 1:
-            draw.line([(float(a), float(b)) for a, b in pts], fill=0, width=width)
+            draw.line(pts.ravel().tolist(), fill=0, width=width)  # flat [x0, y0, x1, y1, ...]
         # Round caps at both ends (a single point is a dot) and round joints where the
         # stroke turns sharply; PIL's joint="curve" does this for every joint in Python
         # and costs 4x the whole drawing.
