@@ -162,6 +162,10 @@ class Normalizer:
     ``timeout_s`` bounds each formula: a formula that takes longer is rejected
     with the reason ``timeout``, the process is killed and restarted, and the
     rest of the batch goes on. ``batch_size`` formulas travel per round trip.
+    A process that dies is replaced and its unanswered formulas are sent again.
+    One instance serves one thread at a time (it owns one pipe pair); use one
+    per worker. Without ``with``, the first ``normalize`` call starts it and
+    ``close()`` ends it.
     """
 
     def __init__(
