@@ -104,7 +104,7 @@ def test_every_bad_file_has_its_reason_and_the_rest_is_kept(bad_dir: Path, tmp_p
         assert img.shape[0] == 128 and img.min() < 50 and img.max() == 255
     assert manifest["vocab"]["counts"] == {"x": 1, "+": 1, "1": 1, "a": 1, "<": 1, "B": 1, "\\sqrt": 1, "{": 1,
                                             "y": 1, "}": 1}
-    assert Vocab.from_manifest(out) == Vocab(manifest["vocab"]["tokens"])
+    assert Vocab.from_manifest(out) == Vocab(manifest["vocab"]["tokens"]) == Vocab.load(out / "vocab.json")
     verify(out)
 
 

@@ -50,6 +50,7 @@ from formula_gan.data.shards import Sample, atomic_write_json
 from formula_gan.data.vocab import Vocab
 from formula_gan.errors import FormulaGanError
 
+VOCAB_FILE = "vocab.json"
 PREMAP_VERSION = 1  # bump when premap_label changes: a resumed job must not mix two mappings
 NormalizeFn = Callable[[list[str]], list[tuple[list[str] | None, str | None]]]
 
@@ -280,7 +281,8 @@ def _map(todo: list[tuple[str, str, RasterConfig]], workers: int) -> Iterator[di
 
 
 def _finalize(job: ShardedJob, vocab: Vocab | None) -> dict[str, Any] | None:
-    """manifest.json with the vocabulary (tokens and counts), reject kinds, outside-vocab tokens."""
+    """manifest.json with the vocabulary (tokens and counts), reject kinds, outside-vocab tokens;
+    and vocab.json (``Vocab.save``)."""
     manifest = job.finalize()
     if manifest is None:
         return None
@@ -297,6 +299,9 @@ def _finalize(job: ShardedJob, vocab: Vocab | None) -> dict[str, Any] | None:
     manifest["reject_kinds"] = dict(kinds.most_common())
     if vocab is not None:
         manifest["outside_vocab"] = dict(outside.most_common())
+    # vocab.json beside the shards: what --vocab options (here, in the normalizer's token
+    # filter and in prepare-formulas) read, and what models are built from
+    Vocab(counts).save(job.out_dir / VOCAB_FILE)
     atomic_write_json(job.out_dir / MANIFEST, manifest)
     return manifest
 
