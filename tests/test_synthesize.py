@@ -156,8 +156,12 @@ def test_end_to_end_schema_preview_and_accounting(reference, generator: Path):
     v = {(m["source"], m["variant"]): img for _, m, img in samples}
     a, b = v[("formulas.txt:1", 0)], v[("formulas.txt:1", 1)]
     assert a.shape != b.shape or (a != b).any()
-    # token counts for the vocabulary
-    assert "\\frac" in manifest["shards"][0]["stats"]["token_counts"]
+    # the vocabulary, as the `render` job records it
+    assert "\\frac" in manifest["shards"][0]["stats"]["token_counts"] and "\\frac" in manifest["vocab"]
+    # the input of each sample is the `render` job's rendering of the same formula, seed and variant
+    from formula_gan.data.render_job import derive_seed
+
+    assert all(m["seed"] == derive_seed(0, m["source"], m["latex"], m["variant"]) for _, m, _ in samples)
 
     preview = decode_png((out / "preview.png").read_bytes())
     assert preview.shape[0] >= 2 * HEIGHT and preview.min() < 128 and preview.max() == 255

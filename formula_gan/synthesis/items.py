@@ -6,6 +6,14 @@ resume and split jobs write exactly the dataset of one uninterrupted run.
 A line the reader rejects (blank, bad UTF-8) is an item too: it ends up as one
 line of ``rejects.jsonl`` in the shard where it falls, so every item is
 accounted for exactly once (``samples + rejects = items``).
+
+Unlike the `render` job, where a formula the normalizer rejects is one item,
+here it is ``variants`` items (one reject each): the stream then depends on
+reading alone, so a rank normalizes only its own pending shards instead of the
+whole corpus, and a resumed run does not normalize what is already written.
+Keys, seeds, styles and the rendering's metadata are the `render` job's own
+(``formula_gan.data.render_job``): a synthetic sample's input is the very image
+that `render` gives for the same formula, seed and variant.
 """
 
 from __future__ import annotations
@@ -17,9 +25,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from katex_render.styles import Style
-
-_SEED_MASK = (1 << 63) - 1  # seeds fit torch.manual_seed and random.Random alike
+from formula_gan.data.render_job import RenderItem, reject_record
 
 
 @dataclass(frozen=True)
@@ -45,17 +51,11 @@ def iter_items(inputs: Sequence[str | Path], variants: int) -> Iterator[Item]:
                 yield Item(entry.source, entry.latex, variant)
 
 
-def sample_key(source: str, latex: str, variant: int) -> str:
-    """Stable, unique within a job, and safe as a tar member name: letters, digits and '-'."""
-    digest = hashlib.sha1(f"{source}\n{latex}".encode("utf-8")).hexdigest()[:12]
-    return f"{digest}-v{variant}"
-
-
-def derive_seed(job_seed: int, key: str, purpose: str) -> int:
-    """A per-sample seed from the job seed and the sample key; ``purpose`` separates streams
-    (``style`` for the rendering, ``z`` for the generator's noise)."""
-    digest = hashlib.sha256(f"{job_seed}:{purpose}:{key}".encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") & _SEED_MASK
+def z_seed_for(seed: int) -> int:
+    """The generator noise's seed, derived from the sample's seed (which also picks its render
+    style, as in the `render` job): one number in the metadata regenerates the whole sample."""
+    digest = hashlib.sha256(f"z\x00{seed}".encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
 
 
 @dataclass(slots=True)
@@ -66,10 +66,9 @@ class Record:
     pos: int  # position in its shard (samples are written in item order)
     item: Item
     key: str | None = None
-    seed: int = 0  # the render style's seed
-    z_seed: int = 0  # the generator noise's seed
-    tokens: list[str] | None = None
-    style: Style | None = None
+    seed: int = 0  # the sample's seed (its render style, as in the `render` job)
+    z_seed: int = 0  # the generator noise's seed (derived from ``seed``)
+    rendering: RenderItem | None = None  # once normalized: tokens, style, the rendering's metadata
     reject: str | None = None  # why this item gives no sample (then nothing below is set)
     stage: str | None = None  # where it was rejected: read, normalize, filter, render, oversize
     image: np.ndarray | None = None  # uint8 [height, w] generator input at the working height
@@ -78,16 +77,10 @@ class Record:
     downscaled: float | None = None  # scale applied by the oversize policy "downscale"
 
     def reject_record(self) -> dict[str, Any]:
-        """A line of rejects.jsonl: {"source", "line", "input", "reason"} plus key and variant."""
-        _, _, line = self.item.source.rpartition(":")
-        out: dict[str, Any] = {
-            "source": self.item.source,
-            "line": int(line) if line.isdigit() else None,
-            "input": self.item.latex,
-            "reason": self.reject,
-            "stage": self.stage,
-        }
+        """A line of rejects.jsonl, as the `render` job writes it, plus the stage and the key."""
+        variant = self.item.variant if self.item.variant >= 0 else None
+        out = reject_record(self.item.source, self.item.latex, self.reject or "", variant)
+        out["stage"] = self.stage
         if self.key is not None:
             out["key"] = self.key
-            out["variant"] = self.item.variant
         return out

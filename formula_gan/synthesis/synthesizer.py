@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import hashlib
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -31,7 +32,7 @@ from typing import Any, Iterable, Iterator, Sequence
 from formula_gan.config import to_dict
 from formula_gan.data.images import encode_png
 from formula_gan.data.jobs import ShardedJob, ShardResult, env_rank
-from formula_gan.data.shards import Sample
+from formula_gan.data.shards import Sample, shard_name
 from formula_gan.errors import FormulaGanError
 from formula_gan.synthesis.config import SynthesisConfig
 from formula_gan.synthesis.generation import (
@@ -42,7 +43,8 @@ from formula_gan.synthesis.generation import (
     resolve_device,
     untrained_generator,
 )
-from formula_gan.synthesis.items import Item, Record, derive_seed, iter_items, sample_key
+from formula_gan.data.render_job import OUTPUT_SETTINGS, RenderItem, derive_seed, sample_key
+from formula_gan.synthesis.items import Item, Record, iter_items, z_seed_for
 from formula_gan.synthesis.policy import padded_width, prepare
 from formula_gan.synthesis.preview import write_preview
 from formula_gan.synthesis.stages import Pipeline, StageStats
@@ -136,11 +138,16 @@ class Synthesizer:
             if not path.is_file():
                 raise FormulaGanError(f"input not found: {path}")
             described.append({"name": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)})
+        from katex_render.renderer import RendererConfig
+
+        renderer = to_dict(RendererConfig())
         return {
             "kind": "synthesize",
             "inputs": described,
             "generator": self.gen.identity(),
             "config": to_dict(self.config),
+            # the renderer settings that change pixels (the `render` job's list); workers do not
+            "renderer": {k: renderer[k] for k in OUTPUT_SETTINGS},
         }
 
     def run(
@@ -187,7 +194,7 @@ class Synthesizer:
                 writer.add(piece)
             stats.append(StageStats("write", total_s=writer.busy_s))
         writer.close()
-        manifest = job.finalize(self._manifest_extra(job.out_dir))
+        manifest = job.finalize(self._manifest_extra(job))
         preview = job.out_dir / PREVIEW
         return SynthesisReport(
             out_dir=job.out_dir,
@@ -202,11 +209,19 @@ class Synthesizer:
             stages=stats,
         )
 
-    def _manifest_extra(self, out_dir: Path) -> dict[str, Any]:
+    def _manifest_extra(self, job: ShardedJob) -> dict[str, Any]:
         # Deterministic content only (no times, no rank): every rank that happens to
         # finish last writes the same manifest.
+        tokens: set[str] = set()
+        for index in range(job.num_shards()):
+            sidecar = job.out_dir / (shard_name(index)[: -len(".tar")] + ".json")
+            if not sidecar.is_file():
+                return {}  # another rank is not done; finalize writes no manifest either
+            stats = json.loads(sidecar.read_text(encoding="utf-8")).get("stats", {})
+            tokens.update(stats.get("token_counts", {}))
         return {
             "domain": DOMAIN,
+            "vocab": sorted(tokens),  # as the `render` job's manifest: Vocab.from_manifest reads it
             "generator": self.gen.identity(),
             "oversize": {"policy": self.config.oversize, "max_pixels": self.config.max_pixels, "height": self.config.height},
             "preview": PREVIEW,
@@ -215,6 +230,7 @@ class Synthesizer:
     # ---- stage 0: read, normalize, filter, assign keys, seeds and styles ---------------
     def _source(self, job: ShardedJob, items: Iterable[Item]) -> Iterator[Piece]:
         from katex_render.normalize import Normalizer, filter_tokens
+        from katex_render.readers import SourceFormula
         from katex_render.styles import sample_style
 
         cfg = self.config
@@ -228,8 +244,8 @@ class Synthesizer:
                         r.reject, r.stage = r.item.read_error, "read"
                         continue
                     r.key = sample_key(r.item.source, r.item.latex, r.item.variant)
-                    r.seed = derive_seed(cfg.seed, r.key, "style")
-                    r.z_seed = derive_seed(cfg.seed, r.key, "z")
+                    r.seed = derive_seed(cfg.seed, r.item.source, r.item.latex, r.item.variant)
+                    r.z_seed = z_seed_for(r.seed)
                     todo.append(r)
                 if todo:
                     if normalizer is None:  # started on the first pending shard: a finished job costs nothing
@@ -245,8 +261,9 @@ class Synthesizer:
                         if reason is not None:
                             r.reject, r.stage = reason, "filter"
                             continue
-                        r.tokens = tokens
-                        r.style = sample_style(cfg.style, r.seed)
+                        formula = SourceFormula(r.item.latex, r.item.source)
+                        style = sample_style(cfg.style, r.seed)
+                        r.rendering = RenderItem(formula, tuple(tokens), r.item.variant, r.seed, style)
                 step = self.render_batch
                 for i in range(0, len(records), step):
                     yield Piece(chunk.index, len(records), records[i : i + step], last=i + step >= len(records))
@@ -269,7 +286,7 @@ class Synthesizer:
                 if todo:
                     if renderer is None:
                         renderer = Renderer(workers=self.render_workers).__enter__()
-                    future = renderer.submit([(" ".join(r.tokens or ()), r.style) for r in todo])
+                    future = renderer.submit([(r.rendering.rendered_latex, r.rendering.style) for r in todo])  # type: ignore[union-attr]
                 inflight.append((piece, todo, future))
                 if len(inflight) > self.render_workers:
                     yield self._finish_render(*inflight.popleft())
@@ -288,7 +305,7 @@ class Synthesizer:
         cfg = self.config
         for r, (image, reason) in zip(todo, future.result()):
             if image is None:
-                r.reject, r.stage = reason or "render: no reason given", "render"
+                r.reject, r.stage = f"render: {reason}", "render"  # as the `render` job words it
                 continue
             prepared = prepare(image, cfg.height, cfg.oversize, cfg.max_pixels)
             r.rendered_size = (int(image.shape[0]), int(image.shape[1]))
@@ -374,7 +391,7 @@ class _Writer:
                 rejects.append(r.reject_record())
                 continue
             samples.append(Sample(r.key, self.pngs[r.pos], self._meta(r)))  # type: ignore[arg-type]
-            tokens.update(r.tokens or ())
+            tokens.update(r.rendering.tokens)  # type: ignore[union-attr]
             if r.downscaled is not None:
                 downscaled.append(r.key)
         if self.shard == 0:
@@ -393,19 +410,14 @@ class _Writer:
         self.shard, self.records, self.pngs = None, [], {}
 
     def _meta(self, r: Record) -> dict[str, Any]:
-        assert r.style is not None and r.output is not None
-        meta: dict[str, Any] = {
-            "latex": r.item.latex,
-            "tokens": " ".join(r.tokens or ()),
-            "source": r.item.source,
-            "domain": DOMAIN,
-            "style": r.style.to_json(),
-            "seed": r.seed,
-            "z_seed": r.z_seed,
-            "variant": r.item.variant,
-            "generator": self.generator,
-            "size": [int(r.output.shape[0]), int(r.output.shape[1])],
-        }
+        assert r.rendering is not None and r.output is not None
+        meta = r.rendering.meta()  # latex, tokens, source, style, seed, variant: as `render` writes them
+        meta.update(
+            domain=DOMAIN,
+            z_seed=r.z_seed,
+            generator=self.generator,
+            size=[int(r.output.shape[0]), int(r.output.shape[1])],
+        )
         if r.downscaled is not None:
             meta["oversize"] = {"policy": "downscale", "scale": r.downscaled, "rendered_size": list(r.rendered_size or ())}
         return meta
