@@ -49,6 +49,7 @@ FILES = {
     "h_bad_label.inkml": inkml([SQUARE], "$\\frac{1$"),
     "i_good_lt.inkml": inkml([SQUARE], "$a \\lt \\mbox { B }$"),
     "sub/j_good.inkml": inkml([SQUARE, "0 20, 10 30"], "\\sqrt { y }"),
+    "sub/k_layout.inkml": inkml([SQUARE], "$\\sqrt {x} ABOVE {3}$"),
 }
 EXPECTED_REJECTS = {
     "b_malformed.inkml": "malformed-xml",
@@ -58,6 +59,7 @@ EXPECTED_REJECTS = {
     "f_nan.inkml": "non-finite",
     "g_zero.inkml": "zero-size",
     "h_bad_label.inkml": "bad-label",
+    "sub/k_layout.inkml": "bad-label",
 }
 
 
@@ -88,9 +90,12 @@ def test_every_bad_file_has_its_reason_and_the_rest_is_kept(bad_dir: Path, tmp_p
     assert (report.kept, report.rejected) == (3, len(EXPECTED_REJECTS))
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     assert {r["source"]: r["kind"] for r in rejects} == EXPECTED_REJECTS
-    assert all(r["reason"] for r in rejects)
+    reasons = {r["source"]: r["reason"] for r in rejects}
+    assert "ABOVE/BELOW" in reasons["sub/k_layout.inkml"]
+    assert reasons["h_bad_label.inkml"].startswith("unparseable label: KaTeX parse error")
+    assert reasons["e_no_truth.inkml"] == 'no <annotation type="truth"> label'
     manifest = load_manifest(out)
-    assert manifest["num_samples"] == 3 and manifest["num_rejected"] == 7 and manifest["num_shards"] == 3
+    assert manifest["num_samples"] == 3 and manifest["num_rejected"] == 8 and manifest["num_shards"] == 3
     assert manifest["reject_kinds"]["malformed-xml"] == 1
     samples = {s.meta["source"]: s for p in shard_paths(out) for s in read_shard(p)}
     assert set(samples) == {"a_good.inkml", "i_good_lt.inkml", "sub/j_good.inkml"}
@@ -130,7 +135,8 @@ def test_labels_for_rendering(bad_dir: Path) -> None:
     formulas = {i.source: i.latex for i in items if isinstance(i, SourceFormula)}
     assert formulas["i_good_lt.inkml:1"] == "a \\lt B"
     rejected = {i.source for i in items if isinstance(i, Reject)}
-    assert rejected == {"b_malformed.inkml:1", "e_no_truth.inkml:1"}  # label-only reading: strokes not needed
+    # label-only reading: the strokes are not looked at
+    assert rejected == {"b_malformed.inkml:1", "e_no_truth.inkml:1", "sub/k_layout.inkml:1"}
 
 
 @pytest.mark.data

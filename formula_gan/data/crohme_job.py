@@ -157,12 +157,14 @@ def _build_shard(results: list[dict[str, Any]], normalize_fn: NormalizeFn, vocab
     outside: Counter = Counter()
     kinds: Counter = Counter()
     for i, r in enumerate(results):
-        tokens, error = normalized.get(i, (None, None))
-        if "png" in r and tokens is None:
-            r.update(kind="bad-label", reason=f"unparseable label: {error or 'no tokens'}")
-        if "png" not in r or tokens is None or not tokens:
-            if "png" in r and tokens is not None:
+        tokens: list[str] | None = None
+        if i in normalized:  # parsed, rasterized and premapped: the label decides
+            tokens, error = normalized[i]
+            if tokens is None:
+                r.update(kind="bad-label", reason=f"unparseable label: {error}")
+            elif not tokens:
                 r.update(kind="bad-label", reason="unparseable label: it normalizes to no tokens")
+        if not tokens:
             kinds[r["kind"]] += 1
             rejects.append({"source": r["rel"], "input": r["truth"], "kind": r["kind"], "reason": r["reason"]})
             continue
