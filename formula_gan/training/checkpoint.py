@@ -91,3 +91,21 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py["version"], tuple(py["state"].tolist()), py["gauss"]))
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+
+
+def export_generator(checkpoint: str | Path, out: str | Path, fp16: bool = False) -> tuple[Path, str, int]:
+    """The EMA generator of a training checkpoint as a small generator file for synthesis.
+
+    Returns (path, sha256 of the file, training step)."""
+    from formula_gan.models.generator import Generator
+    from formula_gan.models.generator_io import save_generator, sha256_file
+
+    payload = load_checkpoint(checkpoint)
+    try:
+        generator = Generator(**payload["architecture"]["G"])
+        generator.load_state_dict(payload["models"]["G_ema"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{checkpoint}: its EMA generator does not fit the architecture it names: {err}") from err
+    step = int(payload["step"])
+    sha = save_generator(generator, out, step=step, config=payload["config"], source_sha256=sha256_file(checkpoint), fp16=fp16)
+    return Path(out), sha, step

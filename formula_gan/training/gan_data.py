@@ -1,31 +1,64 @@
 """What the GAN loop reads: pairs (source batch, real-target batch), one pair per step.
 
-``GanData.batches(start_step)`` yields the pairs of steps ``start_step, start_step + 1, …``
-and must give a resumed run exactly the batches an uninterrupted run would have seen.
-``TensorGanData`` holds both sets in memory and draws the batch of step s from
-(seed, s, rank) — used by the tests and by small experiments.
+``GanData.iterator(state)`` yields the pairs from a position saved in a checkpoint
+(``state()`` of a previous iterator, plain ints) or from the start (``None``), so that
+a resumed run sees exactly the batches an uninterrupted one would have seen.
+
+- ``ShardGanData``: the shard folders of the config through the data layer's loader.
+  Sources: rendered (+ handwritten unless ``handwritten_source`` is off) as generator
+  inputs; handwritten (+ rendered with ``swap_target_domain``) as real targets. The
+  position is (epoch, batches read in that epoch) per loader; a resume replays at most
+  one epoch's batches of reading, never the whole run.
+- ``TensorGanData``: both sets in memory; the batch of step s is drawn from (seed, s, rank).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import torch
+import torch.nn.functional as F
 
-from formula_gan.data.batch import Batch
+from formula_gan.data.batch import DOMAIN_IDS, Batch
 from formula_gan.errors import FormulaGanError
+
+if TYPE_CHECKING:
+    from formula_gan.training.distributed import DistInfo
+    from formula_gan.training.gan_config import GanConfig
+
+MULTIPLE = 16  # the generator and discriminator halve the size four times
 
 
 class GanDataError(FormulaGanError):
     """An empty or mismatched GAN data set."""
 
 
+class GanBatches(Protocol):
+    def __iter__(self) -> Iterator[tuple[Batch, Batch]]: ...
+    def __next__(self) -> tuple[Batch, Batch]: ...
+    def state(self) -> dict[str, Any]: ...
+
+
 class GanData(Protocol):
     vocab_size: int
     vocab_tokens: list[str] | None  # stored in checkpoints so that the task model can be read later
 
-    def batches(self, start_step: int) -> Iterator[tuple[Batch, Batch]]: ...
+    def iterator(self, state: dict[str, Any] | None) -> GanBatches: ...
+
+
+def pad_to_multiple(batch: Batch, multiple: int = MULTIPLE) -> Batch:
+    """Pad images (background) and masks (False) at the bottom/right to multiples of ``multiple``."""
+    h, w = batch.images.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    if ph == 0 and pw == 0:
+        return batch
+    images = F.pad(batch.images, (0, pw, 0, ph))  # [b, 1, H, W]
+    masks = F.pad(batch.masks, (0, pw, 0, ph), value=False)  # [b, H, W]
+    return Batch(images, masks, batch.tokens, batch.lengths, batch.domains, batch.keys)
+
+
+# ---- in memory -------------------------------------------------------------------------
 
 
 @dataclass
@@ -56,10 +89,32 @@ class TensorSet:
                      self.domains[index], [f"{int(i)}" for i in index])
 
 
+class _TensorBatches:
+    def __init__(self, data: "TensorGanData", step: int) -> None:
+        self.data, self.step = data, step
+
+    def __iter__(self) -> "_TensorBatches":
+        return self
+
+    def __next__(self) -> tuple[Batch, Batch]:
+        pair = self.data.batch_at(self.step)
+        self.step += 1
+        return pair
+
+    def state(self) -> dict[str, Any]:
+        return {"step": self.step}
+
+
 class TensorGanData:
     def __init__(self, source: TensorSet, real: TensorSet, vocab_size: int, batch_size: int, seed: int,
                  rank: int = 0, vocab_tokens: list[str] | None = None) -> None:
-        check_pair(source, real, vocab_size)
+        for name, s in (("source", source), ("real", real)):
+            h, w = s.images.shape[-2:]
+            if h % MULTIPLE or w % MULTIPLE:
+                raise GanDataError(f"{name} images are {h}×{w}; the GAN needs sizes that are multiples of {MULTIPLE}")
+            top = int(s.tokens.max()) if s.tokens.numel() else 0
+            if top >= vocab_size:
+                raise GanDataError(f"{name} tokens use id {top}, outside the vocabulary of {vocab_size}")
         self.source, self.real = source, real
         self.vocab_size = vocab_size
         self.vocab_tokens = vocab_tokens
@@ -72,18 +127,105 @@ class TensorGanData:
         j = torch.randint(len(self.real), (self.batch_size,), generator=g)
         return self.source.batch(i), self.real.batch(j)
 
-    def batches(self, start_step: int) -> Iterator[tuple[Batch, Batch]]:
-        step = start_step
+    def iterator(self, state: dict[str, Any] | None) -> _TensorBatches:
+        return _TensorBatches(self, int(state["step"]) if state else 0)
+
+
+# ---- shard folders ---------------------------------------------------------------------
+
+
+class _Cursor:
+    """Endless batches of a (non-looping) shard loader, epoch after epoch, with a resumable position."""
+
+    def __init__(self, loader: Any, name: str, epoch: int = 0, index: int = 0) -> None:
+        self.loader, self.name = loader, name
+        self.epoch, self.index = epoch, index
+        self._it: Iterator[Batch] | None = None
+
+    def __next__(self) -> Batch:
         while True:
-            yield self.batch_at(step)
-            step += 1
+            if self._it is None:
+                self.loader.set_epoch(self.epoch)
+                self._it = iter(self.loader)
+                for skipped in range(self.index):  # replay the part of this epoch read before the checkpoint
+                    if next(self._it, None) is None:
+                        raise GanDataError(f"{self.name}: the data changed since the checkpoint (epoch {self.epoch} "
+                                           f"has {skipped} batches, the checkpoint read {self.index})")
+            batch = next(self._it, None)
+            if batch is not None:
+                self.index += 1
+                return pad_to_multiple(batch)
+            if self.index == 0:
+                raise GanDataError(f"{self.name}: no batches (fewer samples than one batch on this rank?)")
+            self.epoch, self.index, self._it = self.epoch + 1, 0, None
+
+    def state(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "index": self.index}
 
 
-def check_pair(source: TensorSet, real: TensorSet, vocab_size: int) -> None:
-    for name, s in (("source", source), ("real", real)):
-        h, w = s.images.shape[-2:]
-        if h % 16 or w % 16:
-            raise GanDataError(f"{name} images are {h}×{w}; the GAN needs height and width that are multiples of 16")
-        top = int(s.tokens.max()) if s.tokens.numel() else 0
-        if top >= vocab_size:
-            raise GanDataError(f"{name} tokens use id {top}, outside the vocabulary of {vocab_size}")
+class _ShardBatches:
+    def __init__(self, source: _Cursor, real: _Cursor, check_source: int | None, check_real: int | None) -> None:
+        self.source, self.real = source, real
+        self.check_source, self.check_real = check_source, check_real
+
+    def __iter__(self) -> "_ShardBatches":
+        return self
+
+    def __next__(self) -> tuple[Batch, Batch]:
+        source, real = next(self.source), next(self.real)
+        _check_domain(source, self.check_source, "data.rendered (the generator's only inputs)")
+        _check_domain(real, self.check_real, "data.handwritten (the real targets)")
+        return source, real
+
+    def state(self) -> dict[str, Any]:
+        return {"source": self.source.state(), "real": self.real.state()}
+
+
+def _check_domain(batch: Batch, expected: int | None, where: str) -> None:
+    if expected is not None and bool((batch.domains != expected).any()):
+        found = sorted({k for k, v in DOMAIN_IDS.items() if v in set(batch.domains.tolist()) and v != expected})
+        raise GanDataError(f"{where} holds samples of domain {found}: a rendered and a handwritten folder are swapped?")
+
+
+class ShardGanData:
+    def __init__(self, cfg: "GanConfig", info: "DistInfo") -> None:
+        from formula_gan.data.jobs import load_manifest
+        from formula_gan.data.loader import ShardSource, make_loader
+        from formula_gan.data.vocab import Vocab
+
+        d = cfg.data
+        if not d.rendered:
+            raise GanDataError("data.rendered is empty: name the rendered shard folders (formula-gan prepare-formulas)")
+        if not d.handwritten:
+            raise GanDataError("data.handwritten is empty: name the handwritten shard folders (formula-gan prepare-crohme)")
+        for key, paths, expected in (("data.rendered", d.rendered, "rendered"), ("data.handwritten", d.handwritten, "handwritten")):
+            for path in paths:
+                found = load_manifest(path).get("domain")
+                if found is not None and found != expected:
+                    raise GanDataError(f"{key}: {path} holds {found!r} samples, expected {expected!r}")
+        vocab = Vocab.load(d.vocab) if d.vocab else Vocab.union(*(Vocab.from_manifest(p) for p in d.rendered + d.handwritten))
+        self.vocab_size = len(vocab)
+        self.vocab_tokens = list(vocab.itos)
+        source = [ShardSource(p) for p in d.rendered] + ([ShardSource(p) for p in d.handwritten] if cfg.handwritten_source else [])
+        real = ([ShardSource(p) for p in d.rendered] if cfg.swap_target_domain else []) + [ShardSource(p) for p in d.handwritten]
+
+        def loader(sources: list, seed: int) -> Any:
+            return make_loader(sources, vocab, d.batch_size, height=d.height, max_width=d.max_width, shuffle=True,
+                               seed=seed, rank=info.rank, world_size=info.world_size, num_workers=d.num_workers,
+                               loop=False, drop_last=True, pin_memory=info.device.type == "cuda")
+
+        self._loaders = (loader(source, cfg.seed), loader(real, cfg.seed + 1))
+        self._check_source = DOMAIN_IDS["rendered"] if not cfg.handwritten_source else None
+        self._check_real = DOMAIN_IDS["handwritten"] if not cfg.swap_target_domain else None
+
+    def iterator(self, state: dict[str, Any] | None) -> _ShardBatches:
+        s, r = (state or {}).get("source", {}), (state or {}).get("real", {})
+        return _ShardBatches(
+            _Cursor(self._loaders[0], "generator inputs", s.get("epoch", 0), s.get("index", 0)),
+            _Cursor(self._loaders[1], "real targets", r.get("epoch", 0), r.get("index", 0)),
+            self._check_source, self._check_real,
+        )
+
+
+def shard_gan_data(cfg: "GanConfig", info: "DistInfo") -> ShardGanData:
+    return ShardGanData(cfg, info)

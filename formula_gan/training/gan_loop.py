@@ -1,7 +1,7 @@
 """The GAN training loop: build, resume, step, log, sample, checkpoint.
 
     for step in range(start, cfg.steps):
-        source, real = next(batches)                     # a pure function of (seed, step)
+        source, real = next(batches)                     # resumable: its position is in the checkpoint
         metrics = gan_step(parts, source, real, settings, step, step_generator(seed, step, rank))
         check_finite(metrics)                            # stop on NaN/inf, naming the last good checkpoint
         log / sample / checkpoint
@@ -103,7 +103,8 @@ def setup_parts(cfg: GanConfig, vocab_size: int, info: DistInfo) -> tuple[GanPar
     return parts, settings
 
 
-def checkpoint_payload(parts: GanParts, cfg: GanConfig, step: int, vocab_tokens: list[str] | None) -> dict[str, Any]:
+def checkpoint_payload(parts: GanParts, cfg: GanConfig, step: int, vocab_tokens: list[str] | None,
+                       data_state: dict[str, Any]) -> dict[str, Any]:
     G, D, task = (unwrap(m) for m in (parts.G, parts.D, parts.task))
     return {
         "package_version": __version__,
@@ -115,10 +116,12 @@ def checkpoint_payload(parts: GanParts, cfg: GanConfig, step: int, vocab_tokens:
         "optimizers": {"G": parts.opt_g.state_dict(), "D": parts.opt_d.state_dict(), "task": parts.opt_task.state_dict()},
         "scaler": parts.scaler.state_dict(),
         "rng": rng_state(),
+        "data": data_state,
     }
 
 
 def restore(parts: GanParts, payload: dict[str, Any], path: Path, vocab_tokens: list[str] | None) -> int:
+    """Load every state of ``payload`` into ``parts``; returns the step to continue from."""
     G, D, task = (unwrap(m) for m in (parts.G, parts.D, parts.task))
     check_architecture(payload["architecture"], architecture(G, D, task), path)
     if vocab_tokens is not None and payload.get("vocab") is not None and payload["vocab"] != vocab_tokens:
@@ -160,10 +163,11 @@ def train_gan(cfg: GanConfig, data: GanData | None = None, resume: bool = False)
         out_dir = Path(cfg.out_dir)
         ckpt_path = out_dir / CHECKPOINT_NAME
         parts, settings = setup_parts(cfg, data.vocab_size, info)
-        start, last_good = 0, None
+        start, last_good, data_state = 0, None, None
         if resume:
-            start = restore(parts, load_checkpoint(ckpt_path), ckpt_path, data.vocab_tokens)
-            last_good = (start, ckpt_path)
+            payload = load_checkpoint(ckpt_path)
+            start = restore(parts, payload, ckpt_path, data.vocab_tokens)
+            last_good, data_state = (start, ckpt_path), payload.get("data")
         elif ckpt_path.exists():
             raise FormulaGanError(f"{out_dir} already holds a run ({ckpt_path}); pass --resume to continue it or choose another out_dir")
         if info.is_main:
@@ -173,7 +177,7 @@ def train_gan(cfg: GanConfig, data: GanData | None = None, resume: bool = False)
         fixed = fixed_inputs(data, cfg, info)
         metrics: dict[str, float] = {}
         sheet = None
-        batches = data.batches(start)
+        batches = data.iterator(data_state)
         for step in range(start, cfg.steps):
             source, real = next(batches)
             lrs = {"lr_g": lr_at(cfg.optim.lr_g, step, cfg.optim.warmup_steps),
@@ -193,7 +197,7 @@ def train_gan(cfg: GanConfig, data: GanData | None = None, resume: bool = False)
                 sheet = logger.sheet(done, sample_sheet(parts.ema.model, fixed, settings))
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 if info.is_main:
-                    save_checkpoint(checkpoint_payload(parts, cfg, done, data.vocab_tokens), ckpt_path)
+                    save_checkpoint(checkpoint_payload(parts, cfg, done, data.vocab_tokens, batches.state()), ckpt_path)
                 last_good = (done, ckpt_path)
         return TrainResult(max(start, cfg.steps), ckpt_path, metrics, sheet)
     finally:
@@ -210,7 +214,7 @@ class FixedInputs:
 
 def fixed_inputs(data: GanData, cfg: GanConfig, info: DistInfo) -> FixedInputs:
     """The same rendered inputs and z at every sample step and across resumes."""
-    source, _ = next(data.batches(0))
+    source, _ = next(data.iterator(None))
     rendered = source.domains == 0
     order = torch.cat([rendered.nonzero().flatten(), (~rendered).nonzero().flatten()])  # rendered first
     k = min(cfg.sample_count, len(source))
