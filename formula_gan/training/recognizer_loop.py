@@ -17,9 +17,7 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,6 +30,8 @@ from formula_gan.config import dump_yaml, from_dict, to_dict
 from formula_gan.errors import FormulaGanError
 from formula_gan.evaluation import CHECKPOINT_KIND, autocast_for, run_evaluation
 from formula_gan.models.recognizer import Recognizer
+from formula_gan.training.checkpoint import rng_state, set_rng_state
+from formula_gan.training.distributed import DistInfo, setup_distributed, wrap_ddp
 from formula_gan.training.recognizer_config import OptimConfig, RecognizerRunConfig
 
 
@@ -44,38 +44,11 @@ def lr_at(step: int, cfg: OptimConfig, max_steps: int) -> float:
 
 
 # ---- process set-up -----------------------------------------------------------------------
+# (the DDP helpers are the GAN loop's: formula_gan.training.distributed)
 
 
-@dataclass
-class Dist:
-    rank: int
-    world_size: int
-    local_rank: int
-    device: torch.device
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed(device: str) -> Dist:
-    """Join the process group when started by torchrun (WORLD_SIZE > 1); pick the device."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        dev = torch.device(f"cuda:{local}" if torch.cuda.is_available() else "cpu")
-    else:
-        dev = torch.device(device)
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    return Dist(rank, world, local, dev)
-
-
-def _barrier(d: Dist) -> None:
-    if d.world_size > 1:
+def _barrier(d: DistInfo) -> None:
+    if d.enabled:
         dist.barrier()
 
 
@@ -125,7 +98,7 @@ def _check_sources(cfg: RecognizerRunConfig) -> None:
             raise FormulaGanError(f"{resolved}: not a finished shard set (no manifest.json); prepare it first")
 
 
-def _train_batches(cfg: RecognizerRunConfig, vocab, d: Dist, step: int) -> Iterator:
+def _train_batches(cfg: RecognizerRunConfig, vocab, d: DistInfo, step: int) -> Iterator:
     from formula_gan.data.loader import ShardSource, make_loader
 
     augment = None
@@ -202,7 +175,7 @@ def train_recognizer(cfg: RecognizerRunConfig, progress: bool = True) -> dict[st
     _check_sources(cfg)
     d = setup_distributed(cfg.train.device)
     run_dir = Path(cfg.run_dir)
-    if d.main:
+    if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     _barrier(d)
     vocab = build_vocab(cfg)
@@ -222,21 +195,15 @@ def train_recognizer(cfg: RecognizerRunConfig, progress: bool = True) -> dict[st
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         step, best = int(ckpt["step"]), float(ckpt["best_exprate"])
-        torch.set_rng_state(ckpt["rng"]["cpu"])
-        if d.device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(ckpt["rng"]["cuda"], d.device)
-    if d.main:
+        set_rng_state(ckpt["rng"])
+    if d.is_main:
         dump_yaml(cfg, run_dir / "config.yaml")
         vocab.save(run_dir / "vocab.json")
-    log = RunLog(run_dir, d.main)
-    if d.main and step:
+    log = RunLog(run_dir, d.is_main)
+    if d.is_main and step:
         log.write(step, "resume", {"best_val_exprate": best})
 
-    train_model: torch.nn.Module = model
-    if d.world_size > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[d.device.index] if d.device.type == "cuda" else None
-        )
+    train_model = wrap_ddp(model, d)  # the unwrapped ``model`` is what gets saved and validated
 
     def state() -> dict[str, Any]:
         return {
@@ -248,15 +215,12 @@ def train_recognizer(cfg: RecognizerRunConfig, progress: bool = True) -> dict[st
             "best_exprate": best,
             "config": to_dict(cfg),
             "vocab": vocab.tokens,
-            "rng": {
-                "cpu": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state(d.device) if d.device.type == "cuda" else None,
-            },
+            "rng": rng_state(),  # torch, CUDA, python and numpy generators, as tensors and numbers
         }
 
     def validate() -> None:
         nonlocal best
-        if d.main:
+        if d.is_main:
             if cfg.data.val:
                 result = run_evaluation(
                     model, vocab, _val_batches(cfg, vocab), d.device, beam=1,
@@ -274,7 +238,7 @@ def train_recognizer(cfg: RecognizerRunConfig, progress: bool = True) -> dict[st
         _barrier(d)
 
     batches = _train_batches(cfg, vocab, d, step)
-    bar = tqdm(total=cfg.train.max_steps, initial=step, desc=f"train {cfg.name}", disable=not (progress and d.main))
+    bar = tqdm(total=cfg.train.max_steps, initial=step, desc=f"train {cfg.name}", disable=not (progress and d.is_main))
     model.train()
     window: list[torch.Tensor] = []  # losses since the last log line, kept on the device (no sync per step)
     started = time.time()
@@ -306,6 +270,6 @@ def train_recognizer(cfg: RecognizerRunConfig, progress: bool = True) -> dict[st
             validate()
     bar.close()
     log.close()
-    if d.main and not last_path.exists():  # max_steps already reached before this call
+    if d.is_main and not last_path.exists():  # max_steps already reached before this call
         save_checkpoint(last_path, state())
     return {"run_dir": str(run_dir), "step": step, "best_val_exprate": best, "best": str(best_path), "last": str(last_path)}
