@@ -147,6 +147,21 @@ def test_resize_paper_caps_width() -> None:
     assert resize_paper(paper, 128, 512).shape == (26, 512)  # aspect kept (50 * 0.512), shorter than 128
     assert resize_paper(paper, 128, None).shape == (128, 2560)
     assert resize_paper(paper, None, None).shape == (50, 1000)
+    assert resize_paper(np.zeros((50, 100), np.uint8), 128, 512, keep_scale=True).shape == (50, 100)
+    assert resize_paper(np.zeros((200, 100), np.uint8), 128, 512, keep_scale=True).shape == (128, 64)
+
+
+def test_keep_scale_pads_batches_to_height(sets) -> None:
+    path, keys = sets["hw"]
+    loader = make_loader([ShardSource(str(path))], VOCAB, 8, height=40, max_width=None, shuffle=False, seed=0,
+                         keep_scale=True)
+    n = 0
+    for batch in loader:
+        assert batch.images.shape[2] == 40  # every batch exactly `height` rows
+        rows = batch.masks.any(2).sum(1)  # [b] real heights: native (16..48), only the tallest shrunk
+        assert rows.max() <= 40 and rows.min() >= 16
+        n += len(batch)
+    assert n == len(keys)
 
 
 def test_errors_name_the_problem(sets, tmp_path: Path) -> None:

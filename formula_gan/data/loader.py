@@ -15,7 +15,10 @@ The pipeline, per DataLoader worker (stages in order):
    ``weight_i / sum(weights)`` (the paper draws CROHME and GAN data equally).
 5. **decode** PNG (images.py), **resize** to ``height`` keeping the aspect ratio;
    wider than ``max_width`` after that -> scaled down to ``max_width`` (height
-   then falls short of ``height`` and is padded, masked).
+   then falls short of ``height`` and is padded, masked). With ``keep_scale``
+   (for ``symbol``-normalized shards, whose point is their scale) images are
+   only shrunk to fit ``height`` x ``max_width``, never enlarged, and every batch
+   is padded to exactly ``height`` rows. ``height=None``: native sizes.
 6. **bucket**: hold ``batch_size * bucket_batches`` samples, sort by width, cut
    into batches, emit the batches in seeded random order: padding stays small
    without fixing the batch composition.
@@ -109,10 +112,13 @@ def iter_shard_samples(path: str | Path, expected: int | None = None) -> Iterato
         raise ShardError(f"{path}: {count} samples, manifest says {expected} (truncated or modified)")
 
 
-def resize_paper(paper: np.ndarray, height: int | None, max_width: int | None) -> np.ndarray:
-    """uint8 [h, w] -> uint8 [h', w']: to ``height`` keeping aspect, then capped at ``max_width``."""
+def resize_paper(paper: np.ndarray, height: int | None, max_width: int | None, keep_scale: bool = False) -> np.ndarray:
+    """uint8 [h, w] -> uint8 [h', w']: to ``height`` keeping aspect, then capped at ``max_width``
+    (``keep_scale``: only shrunk to fit, never enlarged)."""
     h, w = paper.shape
     scale = 1.0 if height is None else height / h
+    if keep_scale:
+        scale = min(scale, 1.0)
     if max_width is not None and w * scale > max_width:
         scale = max_width / w
     if scale == 1.0:
@@ -126,10 +132,11 @@ def resize_paper(paper: np.ndarray, height: int | None, max_width: int | None) -
     return np.array(Image.fromarray(paper).resize((nw, nh), Image.BILINEAR), dtype=np.uint8)  # writable copy
 
 
-def collate(items: list[tuple[str, np.ndarray, list[int], int]]) -> Batch:
-    """[(key, paper uint8 [h, w], token ids, domain id)] -> Batch padded to the largest h, w."""
+def collate(items: list[tuple[str, np.ndarray, list[int], int]], min_height: int = 0) -> Batch:
+    """[(key, paper uint8 [h, w], token ids, domain id)] -> Batch padded to the largest h, w
+    (and to at least ``min_height`` rows)."""
     b = len(items)
-    H = max(p.shape[0] for _, p, _, _ in items)
+    H = max(min_height, max(p.shape[0] for _, p, _, _ in items))
     W = max(p.shape[1] for _, p, _, _ in items)
     T = max(len(t) for _, _, t, _ in items)
     images = torch.zeros(b, 1, H, W)  # [b, 1, H, W], background 0
@@ -164,6 +171,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         world_size: int = 1,
         augment: "AugmentConfig | None" = None,
         loop: bool = False,
+        keep_scale: bool = False,
         shuffle_buffer: int = SHUFFLE_BUFFER,
         bucket_batches: int = BUCKET_BATCHES,
         drop_last: bool = False,
@@ -188,6 +196,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.rank, self.world_size = rank, world_size
         self.augment = augment
         self.loop = loop
+        self.keep_scale = keep_scale
         self.shuffle_buffer = shuffle_buffer if shuffle else 0
         self.bucket_batches = bucket_batches
         self.drop_last = drop_last
@@ -251,7 +260,7 @@ class ShardStream(torch.utils.data.IterableDataset):
             paper = decode_png(sample["png"])
         except (OSError, ValueError) as err:
             raise ShardError(f"{sample.get('__url__')}: sample {sample['__key__']!r} has an unreadable PNG ({err})") from err
-        paper = resize_paper(paper, self.height, self.max_width)
+        paper = resize_paper(paper, self.height, self.max_width, self.keep_scale)
         domain = DOMAIN_IDS.get(meta.get("domain", ""))
         if domain is None:
             raise ShardError(f"{sample.get('__url__')}: sample {sample['__key__']!r} has unknown domain {meta.get('domain')!r}")
@@ -279,7 +288,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         if self.shuffle:
             rng.shuffle(groups)
         for group in groups:
-            batch = collate(group)
+            batch = collate(group, self.height if self.keep_scale and self.height else 0)
             if self.augment is not None:
                 from formula_gan.data.augment import augment_batch
 
@@ -330,12 +339,20 @@ def make_loader(
     num_workers: int = 0,
     augment: "AugmentConfig | None" = None,
     loop: bool = False,
+    keep_scale: bool = False,
     drop_last: bool = False,
     pin_memory: bool = False,
 ) -> ShardLoader:
-    """Batches over one or more shard sets; see the module docstring for what happens."""
+    """Batches over one or more shard sets; see the module docstring for what happens.
+
+    ``loop=True``: endless (GAN training), every source restarting with a new shuffle
+    when it runs out, so the mix keeps its weights. ``loop=False``: one epoch; a source
+    that runs out leaves the mix. With several ranks and ``loop=False``, ranks may get a
+    different number of batches (shards hold different counts): train on ``loop=True``
+    with a step budget, or let the training loop agree on the step count.
+    """
     dataset = ShardStream(
         list(sources), vocab, batch_size, height=height, max_width=max_width, shuffle=shuffle, seed=seed,
-        rank=rank, world_size=world_size, augment=augment, loop=loop, drop_last=drop_last,
+        rank=rank, world_size=world_size, augment=augment, loop=loop, keep_scale=keep_scale, drop_last=drop_last,
     )
     return ShardLoader(dataset, num_workers=num_workers, pin_memory=pin_memory)
