@@ -143,13 +143,16 @@ def frozen_bn_stats(model: nn.Module) -> Iterator[None]:
     saved = []
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            saved.append((m, m.momentum))
-            m.momentum = 0.0
+            tracked = m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None
+            saved.append((m, m.momentum, tracked))
+            m.momentum = 0.0  # running = (1 - 0)·running + 0·batch
     try:
         yield
     finally:
-        for m, momentum in saved:
+        for m, momentum, tracked in saved:
             m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 def _no_sync(model: nn.Module) -> contextlib.AbstractContextManager:
