@@ -7,7 +7,8 @@ Baselines (``--baseline``):
              ratio says what rasterizing, normalizing and writing cost on top of reading)
   workers1   the full pipeline with one worker (the ratio is the pool's speed-up)
 
-Prints ONE JSON line. Example:
+Also reported: CPU milliseconds per file (pool and Node included), which a busy shared
+machine distorts far less than wall time. Prints ONE JSON line. Example:
   python3 scripts/bench_prepare_crohme.py ../shared/data/crohme/crohme_train_2014.tar.xz --workers 2
 """
 
@@ -53,10 +54,16 @@ def _limit(src: Path, limit: int, tmp: Path) -> Path:
     return dst
 
 
-def _full(src: Path, out: Path, workers: int, normalize: str) -> tuple[float, int]:
-    t0 = time.perf_counter()
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the pool, the Node normalizer)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _full(src: Path, out: Path, workers: int, normalize: str) -> tuple[float, int, float]:
+    t0, c0 = time.perf_counter(), _cpu_s()
     report = prepare_crohme(src, out, CrohmeConfig(workers=workers, normalize=normalize), progress=False)
-    return time.perf_counter() - t0, report.kept + report.rejected
+    return time.perf_counter() - t0, report.kept + report.rejected, _cpu_s() - c0
 
 
 def _parse_only(src: Path) -> tuple[float, int]:
@@ -83,12 +90,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_prepare_crohme_"))
     try:
         src = _limit(_input_dir(args.inkml, tmp), args.limit, tmp)
-        full_s, n = _full(src, tmp / "out", args.workers, args.normalize)
+        full_s, n, cpu_s = _full(src, tmp / "out", args.workers, args.normalize)
         if args.baseline == "parse":
             base_s, base_n = _parse_only(src)
             base_name = "parse-only, 1 process"
         else:
-            base_s, base_n = _full(src, tmp / "out1", 1, args.normalize)
+            base_s, base_n, _ = _full(src, tmp / "out1", 1, args.normalize)
             base_name = "full pipeline, workers=1"
         rate, base_rate = n / full_s, base_n / base_s
         print(json.dumps({
@@ -99,6 +106,10 @@ def main() -> None:
             "seconds": round(full_s, 2),
             "files_per_s": round(rate, 1),
             "projected_train_s": round(TRAIN_SIZE / rate, 1),
+            # CPU time is what a busy shared machine does not distort much: with the work spread
+            # over `workers` idle cores, the wall time would be about cpu / workers
+            "cpu_ms_per_file": round(1000 * cpu_s / n, 2),
+            "idle_projected_train_s": round(TRAIN_SIZE * cpu_s / n / max(1, args.workers), 1),
             "baseline": base_name,
             "baseline_seconds": round(base_s, 2),
             "baseline_files_per_s": round(base_rate, 1),
