@@ -41,9 +41,10 @@ CORPUS = SHARED / "formulas" / "im2latex_formulas.norm.lst"
 SAMPLE = REPO / "datasets" / "samples" / "formulas.txt"
 
 
-def make_input(n: int, path: Path) -> str:
-    """The first ``n`` formulas of the corpus (or the sample, repeated) as a text file."""
-    source = CORPUS if CORPUS.is_file() else SAMPLE
+def make_input(n: int, path: Path, corpus: str | None = None) -> str:
+    """The first ``n`` formulas of ``corpus`` (default: the shared im2latex corpus, else the
+    built-in sample), repeated if it is shorter, as a text file."""
+    source = Path(corpus) if corpus else CORPUS if CORPUS.is_file() else SAMPLE
     lines: list[str] = []
     while len(lines) < n:
         before = len(lines)
@@ -95,7 +96,7 @@ def differing_samples(a: Path, b: Path) -> int:
 
 
 def speed(args: argparse.Namespace, tmp: Path) -> dict:
-    src = make_input(args.formulas, tmp / "formulas.txt")
+    src = make_input(args.formulas, tmp / "formulas.txt", args.corpus)
     make_generator(tmp / "g.pt", args.width)
     synth = synthesizer(args, tmp / "g.pt", args.height)
     alone = synth.run([tmp / "formulas.txt"], tmp / "alone", overlap=False)
@@ -153,7 +154,7 @@ def memory(args: argparse.Namespace, tmp: Path) -> dict:
     runs = {}
     for n in sizes:
         inp = tmp / f"formulas-{n}.txt"
-        make_input(n, inp)
+        make_input(n, inp, args.corpus)
         child = subprocess.run(
             [sys.executable, "-c", _CHILD, str(Path(__file__).parent), json.dumps(vars(args)), str(tmp / "g.pt"), str(inp), str(tmp / f"out-{n}")],
             capture_output=True, text=True, check=False,
@@ -175,7 +176,8 @@ def memory(args: argparse.Namespace, tmp: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--formulas", type=int, default=1000, help="formulas for the speed run (default 1000)")
+    ap.add_argument("--formulas", type=int, default=400, help="formulas for the speed run (default 400)")
+    ap.add_argument("--corpus", default=None, help="formula file (default: the shared im2latex corpus, else the built-in sample)")
     ap.add_argument("--height", type=int, default=128, help="working height (default 128, the paper's)")
     ap.add_argument("--width", type=float, default=0.0625, help="generator width multiplier (default 1/16: tiny)")
     ap.add_argument("--device", default="cpu")

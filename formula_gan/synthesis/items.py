@@ -73,6 +73,8 @@ class Record:
     stage: str | None = None  # where it was rejected: read, normalize, filter, render, oversize
     image: np.ndarray | None = None  # uint8 [height, w] generator input at the working height
     output: np.ndarray | None = None  # uint8 [height, w] generated handwriting
+    png: bytes | None = None  # the output, encoded
+    size: tuple[int, int] | None = None  # (h, w) of the output
     rendered_size: tuple[int, int] | None = None  # (h, w) of the rendering before scaling
     downscaled: float | None = None  # scale applied by the oversize policy "downscale"
 

@@ -23,6 +23,7 @@ import collections
 import concurrent.futures
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -124,6 +125,9 @@ class Synthesizer:
         self.render_workers = render_workers
         self.render_batch = render_batch
         self.queue_depth = queue_depth
+        # Threads that scale renderings and encode PNGs: one per four cores (the rest
+        # render in Chromium); one on a small machine.
+        self.encode_workers = max(1, (os.cpu_count() or 1) // 4)
         self.progress = progress
         self.log = log if log is not None else sys.stderr
         if self.gen.untrained:
@@ -177,7 +181,7 @@ class Synthesizer:
         job = ShardedJob(out_dir, self.job_identity(inputs), self.config.samples_per_shard, rank, world_size).open()
         writer = _Writer(job, self.gen.identity(), self.progress)
         source = self._source(job, iter_items(inputs, self.config.variants))
-        stages = [("render", self._render_stage), ("generate", self._generate_stage)]
+        stages = [("render", self._render_stage), ("generate", self._generate_stage), ("encode", self._encode_stage)]
         if overlap:
             with Pipeline(source, stages, self.queue_depth, source_name="normalize") as pipeline:
                 for piece in pipeline:
@@ -276,6 +280,7 @@ class Synthesizer:
         from katex_render.renderer import Renderer
 
         renderer: Renderer | None = None
+        pool = concurrent.futures.ThreadPoolExecutor(self.encode_workers, thread_name_prefix="scale")
         # Several pieces in flight, so that every browser has the next batch waiting
         # while this thread scales the previous one.
         inflight: collections.deque[tuple[Piece, list[Record], concurrent.futures.Future[Any] | None]] = collections.deque()
@@ -289,30 +294,34 @@ class Synthesizer:
                     future = renderer.submit([(r.rendering.rendered_latex, r.rendering.style) for r in todo])  # type: ignore[union-attr]
                 inflight.append((piece, todo, future))
                 if len(inflight) > self.render_workers:
-                    yield self._finish_render(*inflight.popleft())
+                    yield self._finish_render(*inflight.popleft(), pool)
             while inflight:
-                yield self._finish_render(*inflight.popleft())
+                yield self._finish_render(*inflight.popleft(), pool)
         finally:
             for _, _, future in inflight:
                 if future is not None:
                     future.cancel()
+            pool.shutdown()
             if renderer is not None:
                 renderer.__exit__(None, None, None)
 
-    def _finish_render(self, piece: Piece, todo: list[Record], future: concurrent.futures.Future[Any] | None) -> Piece:
+    def _finish_render(self, piece: Piece, todo: list[Record], future: concurrent.futures.Future[Any] | None,
+                       pool: concurrent.futures.ThreadPoolExecutor) -> Piece:
         if future is None:
             return piece
         cfg = self.config
-        for r, (image, reason) in zip(todo, future.result()):
+        results = future.result()
+        # Scaling releases the GIL (pillow): a few threads keep up with many browsers.
+        prepared = pool.map(lambda res: None if res[0] is None else prepare(res[0], cfg.height, cfg.oversize, cfg.max_pixels), results)
+        for r, (image, reason), p in zip(todo, results, prepared):
             if image is None:
                 r.reject, r.stage = f"render: {reason}", "render"  # as the `render` job words it
                 continue
-            prepared = prepare(image, cfg.height, cfg.oversize, cfg.max_pixels)
             r.rendered_size = (int(image.shape[0]), int(image.shape[1]))
-            if prepared.reject is not None:
-                r.reject, r.stage = prepared.reject, "oversize"
+            if p.reject is not None:
+                r.reject, r.stage = p.reject, "oversize"
                 continue
-            r.image, r.downscaled = prepared.image, prepared.downscaled
+            r.image, r.downscaled = p.image, p.downscaled
         return piece
 
     # ---- stage 2: group by width, generate -------------------------------------------
@@ -339,24 +348,40 @@ class Synthesizer:
             if done or piece.last:
                 yield Piece(piece.shard, piece.size, done, piece.last)
 
+    # ---- stage 3: encode PNG ----------------------------------------------------------
+    def _encode_stage(self, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        # zlib releases the GIL: on a machine with many cores a few threads keep up with a GPU.
+        with concurrent.futures.ThreadPoolExecutor(self.encode_workers, thread_name_prefix="png") as pool:
+            for piece in pieces:
+                piece.records = list(pool.map(_encode, piece.records))
+                yield piece
+
     def _generate(self, runner: BatchRunner, batch: list[Record], width: int, shard: int) -> list[Record]:
         outputs = runner.run([r.image for r in batch], [r.z_seed for r in batch], width)  # type: ignore[misc]
         for r, out in zip(batch, outputs):
             r.output = out
+            r.size = (int(out.shape[0]), int(out.shape[1]))
             if not (shard == 0 and r.pos < PREVIEW_PAIRS * 4):
                 r.image = None  # only the preview needs the input after this
         return batch
 
 
+def _encode(r: Record) -> Record:
+    if r.output is not None:
+        r.png = encode_png(r.output)
+        if not (r.shard == 0 and r.pos < PREVIEW_PAIRS * 4):
+            r.output = None  # the bytes are what is written; keep the pixels only for the preview
+    return r
+
+
 class _Writer:
-    """Stage 3 (the calling thread): encode PNGs, write each shard when all its records are in."""
+    """The last stage (the calling thread): write each shard when all its records are in."""
 
     def __init__(self, job: ShardedJob, generator: dict[str, Any], progress: bool):
         self.job = job
         self.generator = generator
         self.shard: int | None = None
         self.records: list[Record] = []
-        self.pngs: dict[int, bytes] = {}
         self.shards = self.samples = self.rejected = self.downscaled = 0
         self.busy_s = 0.0
         self._bar = None
@@ -372,8 +397,6 @@ class _Writer:
         if piece.shard != self.shard:
             raise RuntimeError(f"shard {self.shard} incomplete when shard {piece.shard} arrived")
         for r in piece.records:
-            if r.output is not None:
-                self.pngs[r.pos] = encode_png(r.output)
             self.records.append(r)
         if piece.last:
             self._commit(piece.size)
@@ -387,10 +410,10 @@ class _Writer:
         tokens: collections.Counter[str] = collections.Counter()
         downscaled = []
         for r in records:
-            if r.output is None:
+            if r.png is None:
                 rejects.append(r.reject_record())
                 continue
-            samples.append(Sample(r.key, self.pngs[r.pos], self._meta(r)))  # type: ignore[arg-type]
+            samples.append(Sample(r.key, r.png, self._meta(r)))  # type: ignore[arg-type]
             tokens.update(r.rendering.tokens)  # type: ignore[union-attr]
             if r.downscaled is not None:
                 downscaled.append(r.key)
@@ -407,16 +430,16 @@ class _Writer:
         self.downscaled += len(downscaled)
         if self._bar is not None:
             self._bar.update(len(records))
-        self.shard, self.records, self.pngs = None, [], {}
+        self.shard, self.records = None, []
 
     def _meta(self, r: Record) -> dict[str, Any]:
-        assert r.rendering is not None and r.output is not None
+        assert r.rendering is not None and r.size is not None
         meta = r.rendering.meta()  # latex, tokens, source, style, seed, variant: as `render` writes them
         meta.update(
             domain=DOMAIN,
             z_seed=r.z_seed,
             generator=self.generator,
-            size=[int(r.output.shape[0]), int(r.output.shape[1])],
+            size=list(r.size),
         )
         if r.downscaled is not None:
             meta["oversize"] = {"policy": "downscale", "scale": r.downscaled, "rendered_size": list(r.rendered_size or ())}
