@@ -37,6 +37,36 @@ from katex_render.renderer import ORIGIN, Renderer, _load_assets, crop_sheet  # 
 from katex_render.styles import StyleConfig, sample_style  # noqa: E402
 
 
+def tree_cpu_s() -> float | None:
+    """CPU seconds used so far by this process and every live descendant (browsers,
+    Playwright's driver): a cost that a busy shared machine inflates far less than
+    wall time. Linux only (None elsewhere)."""
+    if not os.path.isdir("/proc"):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    parent: dict[int, int] = {}
+    cpu: dict[int, float] = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        parent[int(name)] = int(fields[1])
+        cpu[int(name)] = (int(fields[11]) + int(fields[12])) / tick
+    me, total = os.getpid(), 0.0
+    for pid, used in cpu.items():
+        p, hops = pid, 0
+        while p not in (me, 0, 1) and p in parent and hops < 64:
+            p, hops = parent[p], hops + 1
+        if p == me:
+            total += used
+    return total
+
+
 def load_formulas(n: int) -> tuple[list[str], str]:
     shared = Path(os.environ.get("FORMULA_GAN_DATA", REPO.parent / "shared" / "data")) / "formulas" / "im2latex_formulas.norm.lst"
     if shared.is_file():
@@ -50,7 +80,7 @@ def load_formulas(n: int) -> tuple[list[str], str]:
     return out, str(path.relative_to(REPO.parent) if path.is_relative_to(REPO.parent) else path)
 
 
-def naive(items: list[tuple[str, object]]) -> tuple[float, int]:
+def naive(items: list[tuple[str, object]]) -> tuple[float, int, float | None]:
     """One formula on the page at a time, one element screenshot each (the baseline).
 
     Same browser, flags, page and in-memory assets as the batched renderer, so the
@@ -73,7 +103,7 @@ def naive(items: list[tuple[str, object]]) -> tuple[float, int]:
         page.route("**/*", route)
         page.goto(f"{ORIGIN}/page.html")
         page.evaluate("() => formulaGan.warmUp()")
-        t0 = time.perf_counter()
+        c0, t0 = tree_cpu_s(), time.perf_counter()
         for latex, style in items:
             host = page.evaluate_handle(
                 """([latex, size]) => { const st = document.getElementById('stage'); st.textContent = '';
@@ -88,9 +118,9 @@ def naive(items: list[tuple[str, object]]) -> tuple[float, int]:
                 gray = np.asarray(img.convert("L"))
             image, _ = crop_sheet(gray, {"x": 0, "y": 0, "w": gray.shape[1], "h": gray.shape[0]}, style.padding, 250)
             ok += image is not None
-        elapsed = time.perf_counter() - t0
+        elapsed, c1 = time.perf_counter() - t0, tree_cpu_s()
         browser.close()
-    return elapsed, ok
+    return elapsed, ok, (c1 - c0) if c0 is not None and c1 is not None else None
 
 
 def main() -> int:
@@ -109,14 +139,15 @@ def main() -> int:
     extra = {"batch_size": args.batch_size} if args.batch_size else {}
     with Renderer(workers=args.workers, **extra) as renderer:
         renderer.render(items[: min(len(items), 50)])  # warm-up: fonts, JIT
-        t0 = time.perf_counter()
+        c0, t0 = tree_cpu_s(), time.perf_counter()
         results = renderer.render(items)
-        batched_s = time.perf_counter() - t0
+        batched_s, c1 = time.perf_counter() - t0, tree_cpu_s()
         stats = renderer.stats
         batch_size = renderer.config.batch_size
     batched_ok = sum(image is not None for image, _ in results)
 
-    naive_s, naive_ok = naive(items[: args.naive_n])
+    naive_s, naive_ok, naive_cpu = naive(items[: args.naive_n])
+    batched_cpu = (c1 - c0) if c0 is not None and c1 is not None else None
     batched_rate = len(items) / batched_s
     naive_rate = args.naive_n / naive_s
     print(json.dumps({
@@ -134,6 +165,11 @@ def main() -> int:
         "naive_extrapolated_s": round(len(items) / naive_rate, 1),
         "naive_ok": naive_ok,
         "speedup": round(batched_rate / naive_rate, 1),
+        # CPU time of all processes involved per formula (load-robust cost), and its ratio
+        "batched_cpu_ms_per_formula": round(1000 * batched_cpu / len(items), 3) if batched_cpu else None,
+        "naive_cpu_ms_per_formula": round(1000 * naive_cpu / args.naive_n, 2) if naive_cpu else None,
+        "cpu_speedup": round((naive_cpu / args.naive_n) / (batched_cpu / len(items)), 1)
+        if batched_cpu and naive_cpu else None,
         "cpus": os.cpu_count(),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "machine": platform.machine(),
