@@ -32,8 +32,9 @@ class RunLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        # purge_step: events after the checkpoint a resumed run restarts from are dropped, not duplicated
-        self.tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=start_step if start_step > 0 else None)
+        # purge_step: events logged after the checkpoint a resumed run restarts from are dropped, not
+        # duplicated (steps are counted as completed steps: the checkpoint's own step stays)
+        self.tb = SummaryWriter(str(self.out_dir / "tb"), purge_step=start_step + 1 if start_step > 0 else None)
         log_path = self.out_dir / "log.jsonl"
         _truncate_jsonl(log_path, start_step)
         self.jsonl = log_path.open("a", encoding="utf-8")
@@ -104,8 +105,8 @@ def _tag(key: str) -> str:
 
 
 def _truncate_jsonl(path: Path, start_step: int) -> None:
-    """Keep the lines of steps before ``start_step`` (a resumed run rewrites what came after its checkpoint)."""
+    """Keep the lines up to ``start_step`` (a resumed run rewrites what came after its checkpoint)."""
     if not path.exists():
         return
-    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line).get("step", 0) < start_step]
+    keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and json.loads(line).get("step", 0) <= start_step]
     path.write_text("".join(line + "\n" for line in keep), encoding="utf-8")
