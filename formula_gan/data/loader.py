@@ -139,18 +139,21 @@ def collate(items: list[tuple[str, np.ndarray, list[int], int]], min_height: int
     H = max(min_height, max(p.shape[0] for _, p, _, _ in items))
     W = max(p.shape[1] for _, p, _, _ in items)
     T = max(len(t) for _, _, t, _ in items)
-    images = torch.zeros(b, 1, H, W)  # [b, 1, H, W], background 0
+    # One white uint8 canvas for the whole batch, converted once (per-sample float
+    # conversions cost ~10x more): padding is paper, hence ink 0 after conversion.
+    canvas = np.full((b * H, W), 255, dtype=np.uint8)  # [b*H, W] paper
     masks = torch.zeros(b, H, W, dtype=torch.bool)  # [b, H, W]
     tokens = torch.full((b, T), Vocab.PAD, dtype=torch.long)  # [b, T]
     lengths = torch.zeros(b, dtype=torch.long)
     domains = torch.zeros(b, dtype=torch.long)
     for i, (_, paper, ids, dom) in enumerate(items):
         h, w = paper.shape
-        images[i, :, :h, :w] = paper_to_ink(paper)
+        canvas[i * H : i * H + h, :w] = paper
         masks[i, :h, :w] = True
         tokens[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         lengths[i] = len(ids)
         domains[i] = dom
+    images = paper_to_ink(canvas).view(b, 1, H, W)  # [b, 1, H, W], ink = 1, background 0
     return Batch(images, masks, tokens, lengths, domains, [k for k, _, _, _ in items])
 
 
