@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import ctypes
 import io
 import json
 import math
@@ -38,6 +39,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -154,7 +156,11 @@ class _Browser:
                f"--user-data-dir={self.profile}", *launch_args(), "about:blank"]
         log = open(Path(self.profile) / "chromium.log", "wb")
         try:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+            # Own process group (killpg ends renderers and helpers too); on Linux the
+            # browser is also killed when this process dies, even by SIGKILL, so an
+            # interrupted job leaves no browser behind.
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                         preexec_fn=_die_with_parent())
         finally:
             log.close()
         self.launches += 1
@@ -274,6 +280,22 @@ class _Browser:
     async def restart(self) -> None:
         await self.close()
         await self.start()
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGKILL the child when its parent dies (else None)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # resolved before fork: the hook only calls it
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+    return hook
 
 
 def _load_assets() -> dict[str, tuple[bytes, str]]:

@@ -112,3 +112,34 @@ def test_pages_are_recycled_and_results_do_not_change():
         assert renderer.stats["recycles"] == 2
     for (a, _), (b, _) in zip(first, again):
         assert np.array_equal(a, b)
+
+
+def test_browsers_die_with_a_killed_job(tmp_path, repo_root):
+    """kill -9 of the process that renders (an interrupted job) leaves no browser behind."""
+    import subprocess
+    import sys
+
+    require_browser()
+    if not sys.platform.startswith("linux"):
+        pytest.skip("parent-death signal is Linux only")
+    script = ("import sys, time\n"
+              "from katex_render.renderer import Renderer\n"
+              "r = Renderer(workers=1).__enter__()\n"
+              "print(r.browser_pids()[0], flush=True)\n"
+              "time.sleep(120)\n")
+    job = subprocess.Popen([sys.executable, "-c", script], cwd=repo_root, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(job.stdout.readline())
+        os.kill(pid, 0)  # the browser runs
+    finally:
+        job.kill()
+        job.wait()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail(f"browser {pid} outlived its killed parent")
