@@ -67,8 +67,11 @@ def save_generator(generator: Generator, path: str | Path, *, step: int, config:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)  # a reader never sees a half-written file
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)  # a reader never sees a half-written file
+    finally:
+        tmp.unlink(missing_ok=True)
     return sha256_file(path)
 
 
