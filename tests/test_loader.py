@@ -142,6 +142,21 @@ def test_epochs_reshuffle_and_loop(sets) -> None:
     assert set(count) == set(keys) and max(count.values()) >= 2
 
 
+def test_filters_drop_oversize_and_long_labels(sets) -> None:
+    path, keys = sets["hw"]
+    from formula_gan.data.shards import read_shard
+    from formula_gan.data.jobs import shard_paths
+
+    metas = {s.key: s.meta for p in shard_paths(path) for s in read_shard(p)}
+    # at height 32, width w * 32 / h must stay <= 64; labels at most 3 tokens
+    want = {k for k, m in metas.items() if m["w"] * 32 / m["h"] <= 64 and len(m["tokens"].split()) <= 3}
+    assert 0 < len(want) < len(keys)
+    loader = make_loader([ShardSource(str(path))], VOCAB, 8, height=32, max_width=64, shuffle=True, seed=0,
+                         drop_oversize=True, max_tokens=3)
+    got = [k for b in loader for k in b.keys]
+    assert sorted(got) == sorted(want)
+
+
 def test_resize_paper_caps_width() -> None:
     paper = np.zeros((50, 1000), np.uint8)
     assert resize_paper(paper, 128, 512).shape == (26, 512)  # aspect kept (50 * 0.512), shorter than 128

@@ -19,6 +19,9 @@ The pipeline, per DataLoader worker (stages in order):
    (for ``symbol``-normalized shards, whose point is their scale) images are
    only shrunk to fit ``height`` x ``max_width``, never enlarged, and every batch
    is padded to exactly ``height`` rows. ``height=None``: native sizes.
+   Filters (the paper's, for GAN training): ``drop_oversize`` drops samples wider
+   than ``max_width`` at ``height`` instead of shrinking them; ``max_tokens`` drops
+   longer labels. Both decide per sample, deterministically.
 6. **bucket**: hold ``batch_size * bucket_batches`` samples, sort by width, cut
    into batches, emit the batches in seeded random order: padding stays small
    without fixing the batch composition.
@@ -175,6 +178,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         augment: "AugmentConfig | None" = None,
         loop: bool = False,
         keep_scale: bool = False,
+        drop_oversize: bool = False,
+        max_tokens: int | None = None,
         shuffle_buffer: int = SHUFFLE_BUFFER,
         bucket_batches: int = BUCKET_BATCHES,
         drop_last: bool = False,
@@ -200,6 +205,8 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.augment = augment
         self.loop = loop
         self.keep_scale = keep_scale
+        self.drop_oversize = drop_oversize
+        self.max_tokens = max_tokens
         self.shuffle_buffer = shuffle_buffer if shuffle else 0
         self.bucket_batches = bucket_batches
         self.drop_last = drop_last
@@ -257,17 +264,28 @@ class ShardStream(torch.utils.data.IterableDataset):
                 continue
             yield sample
 
-    def _decode(self, sample: dict[str, Any]) -> tuple[str, np.ndarray, list[int], int]:
+    def _decode(self, sample: dict[str, Any]) -> tuple[str, np.ndarray, list[int], int] | None:
+        """Decoded, resized and encoded sample, or None when a filter drops it."""
         meta = sample["json"]
+        ids = self.vocab.encode(str(meta.get("tokens", "")))
+        if self.max_tokens is not None and len(ids) > self.max_tokens:
+            return None
         try:
             paper = decode_png(sample["png"])
         except (OSError, ValueError) as err:
             raise ShardError(f"{sample.get('__url__')}: sample {sample['__key__']!r} has an unreadable PNG ({err})") from err
+        if self.drop_oversize and self.max_width is not None:
+            h, w = paper.shape
+            scale = 1.0 if self.height is None else self.height / h
+            if self.keep_scale:
+                scale = min(scale, 1.0)
+            if w * scale > self.max_width:
+                return None
         paper = resize_paper(paper, self.height, self.max_width, self.keep_scale)
         domain = DOMAIN_IDS.get(meta.get("domain", ""))
         if domain is None:
             raise ShardError(f"{sample.get('__url__')}: sample {sample['__key__']!r} has unknown domain {meta.get('domain')!r}")
-        return sample["__key__"], paper, self.vocab.encode(str(meta.get("tokens", ""))), domain
+        return sample["__key__"], paper, ids, domain
 
     def __iter__(self) -> Iterator[Batch]:
         me, readers = self._reader()
@@ -276,7 +294,10 @@ class ShardStream(torch.utils.data.IterableDataset):
         hold = self.batch_size * max(1, self.bucket_batches)
         pending: list[tuple[str, np.ndarray, list[int], int]] = []
         for sample in self._mixed(me, readers):
-            pending.append(self._decode(sample))
+            item = self._decode(sample)
+            if item is None:
+                continue
+            pending.append(item)
             if len(pending) >= hold:
                 yield from self._emit(pending, rng, gen, final=False)
                 pending = []
@@ -343,6 +364,8 @@ def make_loader(
     augment: "AugmentConfig | None" = None,
     loop: bool = False,
     keep_scale: bool = False,
+    drop_oversize: bool = False,
+    max_tokens: int | None = None,
     drop_last: bool = False,
     pin_memory: bool = False,
 ) -> ShardLoader:
@@ -356,6 +379,7 @@ def make_loader(
     """
     dataset = ShardStream(
         list(sources), vocab, batch_size, height=height, max_width=max_width, shuffle=shuffle, seed=seed,
-        rank=rank, world_size=world_size, augment=augment, loop=loop, keep_scale=keep_scale, drop_last=drop_last,
+        rank=rank, world_size=world_size, augment=augment, loop=loop, keep_scale=keep_scale,
+        drop_oversize=drop_oversize, max_tokens=max_tokens, drop_last=drop_last,
     )
     return ShardLoader(dataset, num_workers=num_workers, pin_memory=pin_memory)
