@@ -154,9 +154,16 @@ def evaluate_checkpoint(
         seed=0,
         num_workers=num_workers,
     )
-    return run_evaluation(
-        model, vocab, loader, dev, beam=beam, max_len=max_len or model.cfg.max_len, amp=cfg.train.amp, progress=progress
-    )
+    threads = torch.get_num_threads()
+    if dev.type == "cpu" and cfg.train.cpu_threads > 0:
+        torch.set_num_threads(cfg.train.cpu_threads)  # as in training: see TrainConfig.cpu_threads
+    try:
+        return run_evaluation(
+            model, vocab, loader, dev, beam=beam, max_len=max_len or model.cfg.max_len, amp=cfg.train.amp,
+            progress=progress,
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
 
 
 def resolve_device(device: str) -> torch.device:

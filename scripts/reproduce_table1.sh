@@ -11,7 +11,8 @@
 #   scripts/reproduce_table1.sh --scale full     # GPU: the paper's sizes (configs/gan/<row>.yaml)
 #
 # Options: --data DIR (default $FORMULA_GAN_DATA or ../shared/data), --rows "lambda0 lambda1 ...",
-#          --device cpu|cuda. Every step resumes: rerun the same command after an interruption.
+#          --gan-steps N (GAN length; tiny default 150), --device cpu|cuda.
+# Every step resumes: rerun the same command after an interruption.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,13 +21,15 @@ SCALE=tiny
 DATA="${FORMULA_GAN_DATA:-$ROOT/../shared/data}"
 ROWS="lambda0 lambda1 lambda2 lambda10 no_attention swap_target_domain no_handwritten_source"
 DEVICE=auto
+GAN_STEPS=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --scale) SCALE="$2"; shift 2 ;;
     --data) DATA="$2"; shift 2 ;;
     --rows) ROWS="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    --gan-steps) GAN_STEPS="$2"; shift 2 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -107,9 +110,10 @@ for row in $ROWS; do
   gan="$RUNS/$row/gan"
   if [[ ! -f "$gan/generator.pt" ]]; then
     if [[ "$SCALE" == tiny ]]; then
-      cfg=(--config configs/gan/tiny.yaml steps=150 checkpoint_every=150 sample_every=150 "${TINY_CHANGE[$row]}")
+      cfg=(--config configs/gan/tiny.yaml "steps=${GAN_STEPS:-150}" "checkpoint_every=${GAN_STEPS:-150}" "sample_every=${GAN_STEPS:-150}" "${TINY_CHANGE[$row]}")
     else
       cfg=(--config "configs/gan/$row.yaml")
+      [[ -n "$GAN_STEPS" ]] && cfg+=("steps=$GAN_STEPS")
     fi
     resume=(); [[ -f "$gan/checkpoint.pt" ]] && resume=(--resume)
     log "train-gan $row"

@@ -11,7 +11,8 @@
 #
 # Options: --data DIR (CROHME tarballs + formulas; default $FORMULA_GAN_DATA or ../shared/data),
 #          --normalization height128|symbol, --generator FILE (reuse a trained generator: skips
-#          the GAN training), --beam N, --device cpu|cuda.
+#          the GAN training), --gan-steps N (GAN length; tiny default 150), --beam N,
+#          --device cpu|cuda.
 # Every step resumes: rerun the same command after an interruption.
 set -euo pipefail
 
@@ -23,6 +24,7 @@ NORM=height128
 GENERATOR=""
 BEAM=""
 DEVICE=auto
+GAN_STEPS=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --scale) SCALE="$2"; shift 2 ;;
@@ -31,7 +33,8 @@ while [[ $# -gt 0 ]]; do
     --generator) GENERATOR="$2"; shift 2 ;;
     --beam) BEAM="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --gan-steps) GAN_STEPS="$2"; shift 2 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -43,13 +46,14 @@ if [[ "$SCALE" == tiny ]]; then
   WORK="datasets/prepared/tiny"; RUNS="runs/reproduce-tiny"
   N_TRAIN=160; N_VAL=40; N_TEST=60          # CROHME files in the slice
   FORMULAS="datasets/samples/formulas.txt"; FORMULA_ARGS=()
-  GAN_ARGS=(--config configs/gan/tiny.yaml steps=150 checkpoint_every=150 sample_every=150)
+  GAN_ARGS=(--config configs/gan/tiny.yaml "steps=${GAN_STEPS:-150}" "checkpoint_every=${GAN_STEPS:-150}" "sample_every=${GAN_STEPS:-150}")
   BEAM="${BEAM:-3}"; DEVICE=cpu
 else
   WORK="datasets/prepared"; RUNS="runs/reproduce-full"
   FORMULAS="$DATA/formulas/im2latex_formulas.norm.lst"
   FORMULA_ARGS=(--filter-list "$DATA/formulas/im2latex_train_filter.lst")
   GAN_ARGS=(--config configs/gan/base.yaml)
+  [[ -n "$GAN_STEPS" ]] && GAN_ARGS+=("steps=$GAN_STEPS")
   BEAM="${BEAM:-10}"
 fi
 RESULTS="results"
@@ -136,7 +140,7 @@ for row in "${ROWS[@]}"; do
     cfg=(--config "configs/recognizer/$row.yaml" "train.device=$DEVICE")
   fi
   log "train-recognizer $row"
-  "${FG[@]}" train-recognizer "${cfg[@]}" --no-progress "out_dir=$RUNS/recognizer/{name}" \
+  "${FG[@]}" train-recognizer --no-progress "${cfg[@]}" "out_dir=$RUNS/recognizer/{name}" \
     "data.normalization=$NORM" "data.train=${TRAIN_SETS[$row]}" "data.val=[$WORK/crohme-$NORM/val]"
   log "evaluate $row on CROHME test 2014 (beam $BEAM)"
   "${FG[@]}" evaluate --recognizer "$RUNS/recognizer/$row/best.pt" "$WORK/crohme-$NORM/test2014" \

@@ -174,6 +174,16 @@ def train_recognizer(cfg: RecognizerRunConfig, progress: bool = True) -> dict[st
     """Train (or resume) the run in ``cfg.run_dir``; returns a summary with the best validation ExpRate."""
     _check_sources(cfg)
     d = setup_distributed(cfg.train.device)
+    threads = torch.get_num_threads()
+    if d.device.type == "cpu" and cfg.train.cpu_threads > 0:
+        torch.set_num_threads(cfg.train.cpu_threads)
+    try:
+        return _train(cfg, d, progress)
+    finally:
+        torch.set_num_threads(threads)  # a process-wide setting: leave it as found
+
+
+def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, Any]:
     run_dir = Path(cfg.run_dir)
     if d.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
