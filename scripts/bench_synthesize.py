@@ -16,8 +16,9 @@ is >= 0.8. Both runs must write byte-identical shards (``identical``).
 
 ``--memory 2000,20000`` instead runs the pipelined synthesizer in a child process
 per size and reports each child's peak RSS (``resource.getrusage`` in the
-child; Chromium and node are separate processes, not counted): the queues are
-bounded, so the peak must not grow with the number of formulas.
+child; Chromium and node are separate processes, not counted) and its resident
+set at 25/50/75/100 % of the run: the queues are bounded, so the peak must not
+grow with the number of formulas and the resident set must stay flat.
 
 Formulas: the first N lines of the shared im2latex corpus when it is there,
 else the built-in sample repeated. The generator is a tiny randomly
@@ -135,15 +136,24 @@ def speed(args: argparse.Namespace, tmp: Path) -> dict:
 
 
 _CHILD = r"""
-import json, resource, sys, time
+import json, resource, sys, threading, time
 sys.path.insert(0, sys.argv[1])
 from bench_synthesize import synthesizer, argparse
 args = argparse.Namespace(**json.loads(sys.argv[2]))
 synth = synthesizer(args, sys.argv[3], args.height)
+samples, stop = [], threading.Event()
+def watch():  # the resident set over the run: a plateau, not a slope, if the queues bound it
+    while not stop.wait(0.5):
+        with open("/proc/self/status") as f:
+            samples.append(int(next(l for l in f if l.startswith("VmRSS")).split()[1]) / 1024)
+threading.Thread(target=watch, daemon=True).start()
 t0 = time.perf_counter()
 report = synth.run([sys.argv[4]], sys.argv[5])
+stop.set()
+quarter = lambda q: round(samples[min(len(samples) - 1, int(q * len(samples)))], 1) if samples else None
 print(json.dumps({"samples": report.samples_written, "rejected": report.rejected,
                   "seconds": round(time.perf_counter() - t0, 1),
+                  "rss_mb_at_25_50_75_100pct": [quarter(q) for q in (0.25, 0.5, 0.75, 1.0)],
                   "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))
 """
 

@@ -20,7 +20,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="formula files")
     gen = p.add_mutually_exclusive_group()
-    gen.add_argument("--generator", metavar="FILE", help="an exported generator (formula-gan export-generator)")
+    gen.add_argument("--generator", metavar="FILE",
+                     help="an exported generator (formula-gan export-generator); default: the packaged trained "
+                          "generator (formula_gan/weights/generator.pt) when the installation has one")
     gen.add_argument(
         "--untrained-generator",
         action="store_true",

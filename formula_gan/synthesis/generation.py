@@ -27,7 +27,7 @@ from formula_gan.errors import FormulaGanError
 HANDWRITTEN = DOMAIN_IDS["handwritten"]  # the target domain of every synthetic sample
 # Width multiplier of the stand-in generator built by ``untrained_generator``: small
 # enough to run on a laptop CPU; its output is noise-like, never handwriting.
-UNTRAINED_WIDTH = 0.125
+UNTRAINED_WIDTH = 0.0625
 UNTRAINED_SEED = 0  # fixed, so the stand-in (and its hash) is the same on every run
 UNTRAINED_WARNING = (
     "WARNING: --untrained-generator: the generator is randomly initialized; the images it writes are "
@@ -62,6 +62,17 @@ class LoadedGenerator:
         return ident
 
 
+# Where a trained default generator ships inside the package (setup.cfg packages
+# ``formula_gan/weights/*``). Until one is there, a generator must be named, or the
+# untrained stand-in asked for explicitly.
+DEFAULT_GENERATOR = Path(__file__).resolve().parents[1] / "weights" / "generator.pt"
+
+
+def default_generator() -> Path | None:
+    """The packaged trained generator, or None while none ships."""
+    return DEFAULT_GENERATOR if DEFAULT_GENERATOR.is_file() else None
+
+
 def resolve_device(name: str | None) -> torch.device:
     """``None`` = CUDA when present else CPU; ``cuda`` under torchrun = this rank's local GPU."""
     import os
@@ -94,15 +105,9 @@ def load(path: str | Path, device: torch.device) -> LoadedGenerator:
     path = Path(path)
     if not path.is_file():
         raise GeneratorLoadError(f"generator file not found: {path}")
-    try:
-        model, meta = load_generator(path, device)
-    except FormulaGanError as err:
-        raise GeneratorLoadError(f"{path}: {err}") from err
-    except Exception as err:  # noqa: BLE001 - torch/pickle raise many types for a foreign file
-        raise GeneratorLoadError(
-            f"{path} is not an exported generator ({type(err).__name__}: {str(err)[:200]}); "
-            "make one with `formula-gan export-generator CHECKPOINT --out FILE`"
-        ) from err
+    # A truncated, corrupt or foreign file is the loader's GeneratorFileError (a FormulaGanError
+    # naming the file and what to do), raised here, before any work.
+    model, meta = load_generator(path, device)
     model.eval()
     return LoadedGenerator(
         model=model,

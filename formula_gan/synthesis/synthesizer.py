@@ -1,10 +1,11 @@
 """``Synthesizer``: formulas in, a sharded handwritten dataset out, streamed through bounded stages.
 
     read + normalize + filter ─q─► render (Chromium pool) + scale to the working height
-        ─q─► group by width, generate in batches ─q─► encode PNG, write shards (this thread)
+        ─q─► group by width, generate in batches ─q─► encode PNG ─q─► write shards (this thread)
 
-Each arrow is a queue of a few messages, so memory is bounded by what the
-stages hold (about one shard of images), never by the size of the corpus.
+Each arrow is a queue of a few messages (pieces of up to ``render_batch``
+records), so memory is bounded by what the stages hold (about one shard of
+images), never by the size of the corpus.
 
 The job is a ``ShardedJob``: item ``i`` (a formula and variant) goes to shard
 ``i // samples_per_shard`` and shard ``s`` to rank ``s % world_size``; a shard is
@@ -40,6 +41,7 @@ from formula_gan.synthesis.generation import (
     UNTRAINED_WARNING,
     BatchRunner,
     LoadedGenerator,
+    default_generator,
     load,
     resolve_device,
     untrained_generator,
@@ -97,7 +99,7 @@ class Synthesizer:
 
     def __init__(
         self,
-        generator: str | Path | None = None,
+        generator: str | Path | None = None,  # None: the packaged default generator, when there is one
         *,
         untrained: bool = False,
         config: SynthesisConfig | None = None,
@@ -109,13 +111,16 @@ class Synthesizer:
         progress: bool = True,
         log: Any = None,
     ):
-        if (generator is None) == (not untrained):
-            raise FormulaGanError(
-                "give a generator file (--generator FILE, from `formula-gan export-generator`), "
-                "or ask for --untrained-generator explicitly (random weights: the output is NOT handwriting)"
-                if generator is None
-                else "give either a generator file or untrained=True, not both"
-            )
+        if generator is not None and untrained:
+            raise FormulaGanError("give either a generator file or untrained=True, not both")
+        if generator is None and not untrained:
+            generator = default_generator()
+            if generator is None:
+                raise FormulaGanError(
+                    "no generator: this installation ships no trained default generator yet. Give one with "
+                    "--generator FILE (from `formula-gan export-generator`), or ask for --untrained-generator "
+                    "explicitly to try the pipeline (random weights: the output is NOT handwriting)"
+                )
         if batch_size < 1 or render_workers < 1 or render_batch < 1:
             raise FormulaGanError("batch size, render workers and render batch must be at least 1")
         self.config = config or SynthesisConfig()
@@ -340,13 +345,22 @@ class Synthesizer:
                 bucket = buckets.setdefault(width, [])
                 bucket.append(r)
                 if len(bucket) >= self.batch_size or len(bucket) * width * self.config.height >= budget:
-                    done.extend(self._generate(runner, buckets.pop(width), width, piece.shard))
+                    done.extend(self._generate(runner, buckets.pop(width), width))
             if piece.last:
                 for width in sorted(buckets):
-                    done.extend(self._generate(runner, buckets[width], width, piece.shard))
+                    done.extend(self._generate(runner, buckets[width], width))
                 buckets.clear()
             if done or piece.last:
                 yield Piece(piece.shard, piece.size, done, piece.last)
+
+    def _generate(self, runner: BatchRunner, batch: list[Record], width: int) -> list[Record]:
+        outputs = runner.run([r.image for r in batch], [r.z_seed for r in batch], width)  # type: ignore[misc]
+        for r, out in zip(batch, outputs):
+            r.output = out
+            r.size = (int(out.shape[0]), int(out.shape[1]))
+            if not _for_preview(r):
+                r.image = None  # only the preview needs the input after this
+        return batch
 
     # ---- stage 3: encode PNG ----------------------------------------------------------
     def _encode_stage(self, pieces: Iterator[Piece]) -> Iterator[Piece]:
@@ -356,20 +370,17 @@ class Synthesizer:
                 piece.records = list(pool.map(_encode, piece.records))
                 yield piece
 
-    def _generate(self, runner: BatchRunner, batch: list[Record], width: int, shard: int) -> list[Record]:
-        outputs = runner.run([r.image for r in batch], [r.z_seed for r in batch], width)  # type: ignore[misc]
-        for r, out in zip(batch, outputs):
-            r.output = out
-            r.size = (int(out.shape[0]), int(out.shape[1]))
-            if not (shard == 0 and r.pos < PREVIEW_PAIRS * 4):
-                r.image = None  # only the preview needs the input after this
-        return batch
+
+def _for_preview(r: Record) -> bool:
+    """The first records of shard 0 keep their pixels until the preview is drawn (a few
+    more than it shows, since some may be rejects)."""
+    return r.shard == 0 and r.pos < PREVIEW_PAIRS * 4
 
 
 def _encode(r: Record) -> Record:
     if r.output is not None:
         r.png = encode_png(r.output)
-        if not (r.shard == 0 and r.pos < PREVIEW_PAIRS * 4):
+        if not _for_preview(r):
             r.output = None  # the bytes are what is written; keep the pixels only for the preview
     return r
 
