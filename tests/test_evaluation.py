@@ -80,7 +80,9 @@ def test_training_writes_logs_and_checkpoints(trained):
     assert list((trained / "tb").glob("events.out.tfevents.*")), "no TensorBoard event file"
     assert (trained / "config.yaml").is_file() and (trained / "vocab.json").is_file()
     best = torch.load(trained / "best.pt", weights_only=True)
-    assert best["best_exprate"] == max(e["exprate"] for e in val)
+    chosen = max(val, key=lambda e: (e["exprate"], -e["wer"]))  # ExpRate, ties broken by WER
+    assert (best["best_exprate"], best["best_wer"]) == (chosen["exprate"], chosen["wer"])
+    assert best["step"] == chosen["step"]
 
 
 def test_evaluate_cli_end_to_end(trained, digits, tmp_path, capsys):

@@ -3,8 +3,8 @@
 One process per GPU under ``torchrun`` (DDP), or a single process on one GPU or
 the CPU, with the same command. Every ``val_every`` steps rank 0 decodes the
 held-out set greedily, logs every metric, writes ``last.pt`` and, when the
-validation ExpRate improved, ``best.pt``. Rerunning the command resumes from
-``last.pt`` (weights, optimizer, step, best score, torch RNG); the data stream
+validation ExpRate improved (a tie goes to the lower WER), ``best.pt``. Rerunning resumes from
+``last.pt`` (weights, optimizer, step, best score, RNG states); the data stream
 is re-seeded with the step, so a resumed run does not replay the batches it
 has already seen.
 
@@ -120,6 +120,7 @@ def _train_batches(cfg: RecognizerRunConfig, vocab, d: DistInfo, step: int) -> I
         num_workers=cfg.data.num_workers,
         augment=augment,
         loop=True,
+        max_tokens=cfg.model.max_len - 1,  # the decoder never has to emit more than max_len (with the end token)
         pin_memory=d.device.type == "cuda",
     )
     return iter(loader)
@@ -193,7 +194,7 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
     torch.manual_seed(cfg.train.seed + d.rank)
     model = Recognizer(len(vocab), cfg.model).to(d.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
-    step, best = 0, -1.0
+    step, best, best_wer = 0, -1.0, float("inf")  # best validation ExpRate; its WER breaks ties
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if last_path.exists():
         ckpt = load_checkpoint(last_path)
@@ -204,7 +205,7 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
             )
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
-        step, best = int(ckpt["step"]), float(ckpt["best_exprate"])
+        step, best, best_wer = int(ckpt["step"]), float(ckpt["best_exprate"]), float(ckpt["best_wer"])
         set_rng_state(ckpt["rng"])
     if d.is_main:
         dump_yaml(cfg, run_dir / "config.yaml")
@@ -223,13 +224,14 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
             "optimizer": opt.state_dict(),
             "step": step,
             "best_exprate": best,
+            "best_wer": best_wer,
             "config": to_dict(cfg),
             "vocab": vocab.tokens,
             "rng": rng_state(),  # torch, CUDA, python and numpy generators, as tensors and numbers
         }
 
     def validate() -> None:
-        nonlocal best
+        nonlocal best, best_wer
         if d.is_main:
             if cfg.data.val:
                 result = run_evaluation(
@@ -238,8 +240,10 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
                 )  # fmt: skip
                 metrics = result.scores.as_dict()
                 log.write(step, "val", metrics)
-                improved = metrics["exprate"] > best
-                best = max(best, metrics["exprate"])
+                # ExpRate first; on a tie (common early on, when it is still 0) the lower WER
+                improved = (metrics["exprate"], -metrics["wer"]) > (best, -best_wer)
+                if improved:
+                    best, best_wer = metrics["exprate"], metrics["wer"]
             else:
                 improved = True  # nothing held out: the latest model is the best we know
             save_checkpoint(last_path, state())
