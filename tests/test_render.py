@@ -63,6 +63,15 @@ def test_images_are_dark_ink_on_white_cropped_tight_then_padded(renderer):
             assert (image[:, :p] == 255).all() and (image[:, -p:] == 255).all()
 
 
+def test_one_css_pixel_is_one_image_pixel(renderer):
+    page = renderer._browsers[0].page
+
+    async def ratio():
+        return await page.evaluate("() => [window.devicePixelRatio, document.compatMode]")
+
+    assert renderer._call(ratio()) == [1, "CSS1Compat"]  # no scaling; standards mode (KaTeX needs it)
+
+
 def test_bigger_font_gives_a_proportionally_bigger_image(renderer):
     formula = r"\frac{x+1}{y}"
     (small, _), (big, _) = renderer.render([(formula, Style("\\mathrm", 20, 0)), (formula, Style("\\mathrm", 40, 0))])

@@ -144,6 +144,11 @@ def test_resume_rewrites_only_missing_shards_identically(rendered, corpus, tmp_p
     assert "1 shards written" in line and str(out) in line
     assert _checksums(out) == _checksums(rendered)
     verify(out)
+    # a finished job: nothing to do, nothing rewritten
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")}
+    assert _render(corpus, out, "--variants", "2", "--seed", "7") == 0
+    assert "0 shards written" in capsys.readouterr().out
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")} == before
 
 
 def test_rerun_with_other_settings_into_the_same_folder_is_refused(rendered, corpus, capsys):

@@ -242,20 +242,27 @@ def run_render_job(spec: RenderJobSpec, config: RenderConfig | None = None, *, w
     job = ShardedJob(out, job_description(spec, config), spec.shard_size, rank, world_size).open()
     summary = RenderJobSummary(out=out)
     bar = tqdm(desc=spec.command, unit="item", disable=not progress, dynamic_ncols=True)
-    with Normalizer() as normalizer, Renderer(workers=workers, config=config.renderer) as renderer:
-        stream = read_formulas(spec.input, spec.fmt, spec.filter_list)
-        accepted = normalize_formulas(stream, normalizer, vocab=spec.vocab, max_tokens=spec.max_tokens)
-        items = plan_items(accepted, config.style, spec.seed, spec.variants)
-        previous: tuple[Chunk[Item], Future] | None = None
-        # One chunk renders in the browsers while the previous one is encoded and written.
-        for chunk in job.pending(items):
-            current = (chunk, _render_chunk(chunk, renderer))
+    renderer: Renderer | None = None  # started at the first pending shard: a finished job starts no browser
+    try:
+        with Normalizer() as normalizer:
+            stream = read_formulas(spec.input, spec.fmt, spec.filter_list)
+            accepted = normalize_formulas(stream, normalizer, vocab=spec.vocab, max_tokens=spec.max_tokens)
+            items = plan_items(accepted, config.style, spec.seed, spec.variants)
+            previous: tuple[Chunk[Item], Future] | None = None
+            # One chunk renders in the browsers while the previous one is encoded and written.
+            for chunk in job.pending(items):
+                if renderer is None:
+                    renderer = Renderer(workers=workers, config=config.renderer).__enter__()
+                current = (chunk, _render_chunk(chunk, renderer))
+                if previous is not None:
+                    _commit(job, previous, spec, summary, bar)
+                previous = current
             if previous is not None:
                 _commit(job, previous, spec, summary, bar)
-            previous = current
-        if previous is not None:
-            _commit(job, previous, spec, summary, bar)
-    bar.close()
+    finally:
+        if renderer is not None:
+            renderer.close()
+        bar.close()
     summary.items = job.num_items or 0
     summary.num_shards = job.num_shards()
     summary.shards_skipped = sum(1 for i in range(summary.num_shards)
