@@ -83,8 +83,8 @@ def load_formulas(n: int) -> tuple[list[str], str]:
 def naive(items: list[tuple[str, object]]) -> tuple[float, int, float | None]:
     """One formula on the page at a time, one element screenshot each (the baseline).
 
-    Same browser, flags, page and in-memory assets as the batched renderer, so the
-    difference is the method alone."""
+    Same browser, flags, page, KaTeX options, crop and in-memory assets as the
+    batched renderer, so the difference is the method alone."""
     from playwright.sync_api import sync_playwright
 
     assets = _load_assets()
@@ -99,7 +99,7 @@ def naive(items: list[tuple[str, object]]) -> tuple[float, int, float | None]:
     ok = 0
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(find_chromium()), args=launch_args())
-        page = browser.new_page(viewport={"width": 1800, "height": 2000}, device_scale_factor=1)
+        page = browser.new_page(device_scale_factor=1)  # Playwright's default 1280 x 720 viewport
         page.route("**/*", route)
         page.goto(f"{ORIGIN}/page.html")
         page.evaluate("() => formulaGan.warmUp()")
