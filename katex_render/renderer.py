@@ -33,7 +33,7 @@ hand-written PNG unfilter (no faster than Pillow), Chromium raster/GPU flags (no
 measurable change), ``renderToString`` + one ``innerHTML`` (a little faster but
 it would make KaTeX's output HTML; ``katex.render`` builds DOM nodes and so
 cannot inject markup). ``will-change: transform`` gives each formula its own
-compositing layer: without it a formula's anti-aliasing (SVG parts like \sqrt)
+compositing layer: without it a formula's anti-aliasing (SVG parts such as root signs)
 depended on where it landed on the sheet; with it the pixels are the same in
 any batch (and it was no slower in an A/B run).
 

@@ -12,7 +12,9 @@ _COMMON_EPILOG = (
     "<key>.json with latex, tokens, source, domain, style, seed), manifest.json (counts, vocabulary, "
     "config, checksums) and rejects.jsonl (source, line, input, reason). Rerunning the same command "
     "into the same --out resumes: complete shards are kept, the result is the same as an "
-    "uninterrupted run. RANK/WORLD_SIZE split the shards across processes."
+    "uninterrupted run. RANK/WORLD_SIZE split the shards across processes.\n\n"
+    "Example: formula-gan render datasets/samples/formulas.txt --out out/rendered --variants 2 "
+    "renderer.workers=2"
 )
 
 

@@ -15,8 +15,8 @@ and writes what an uninterrupted run would have: each item's style comes from a
 seed derived from (seed, source, latex, variant) alone, and the renderer gives
 the same pixels for the same formula and style whatever batch it lands in.
 
-Rendered is the normalized form (tokens joined by spaces) under the sampled font
-command; a sample's ``latex`` keeps the input as given and ``tokens`` the
+Rendered is the normalized form (``tokens_to_latex``: tokens joined by spaces,
+text arguments unspaced) under the sampled font command; a sample's ``latex`` keeps the input as given and ``tokens`` the
 normalized tokens.
 """
 
@@ -38,7 +38,7 @@ from formula_gan.data.images import encode_png
 from formula_gan.data.jobs import Chunk, ShardResult, ShardedJob, env_rank
 from formula_gan.data.shards import Sample, sha256_file, shard_name
 from formula_gan.errors import FormulaGanError
-from katex_render.normalize import Normalizer, normalize_formulas, reason_category
+from katex_render.normalize import Normalizer, normalize_formulas, reason_category, tokens_to_latex
 from katex_render.readers import Reject, SourceFormula, read_formulas
 from katex_render.renderer import RenderConfig, Renderer
 from katex_render.styles import Style, StyleConfig, sample_style
@@ -77,7 +77,8 @@ class RenderItem:
 
     @property
     def rendered_latex(self) -> str:
-        return " ".join(self.tokens)
+        """What is rendered: the normalized tokens, spaced (text arguments kept unspaced)."""
+        return tokens_to_latex(list(self.tokens))
 
     def meta(self) -> dict[str, Any]:
         return {
