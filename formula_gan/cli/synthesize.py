@@ -40,6 +40,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--batch-size", type=int, default=32, metavar="B", help="generator batch size (default 32)")
     p.add_argument("--render-workers", type=int, default=2, metavar="N", help="Chromium processes (default 2; one per core)")
+    p.add_argument("--cpu-threads", type=int, default=None, metavar="N",
+                   help="torch threads of a CPU generator (default: the cores the renderers leave, at least 1)")
     p.add_argument("--num-shards", type=int, default=None, metavar="N", help="split the job into N parts ...")
     p.add_argument("--shard-index", type=int, default=None, metavar="I", help="... and run part I (0-based)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         batch_size=args.batch_size,
         render_workers=args.render_workers,
+        cpu_threads=args.cpu_threads,
         progress=not args.no_progress,
     )
     report = synth.run(args.inputs, args.out, rank=args.shard_index, world_size=args.num_shards)

@@ -108,6 +108,7 @@ class Synthesizer:
         render_workers: int = 2,
         render_batch: int = 192,
         queue_depth: int = 2,
+        cpu_threads: int | None = None,
         progress: bool = True,
         log: Any = None,
     ):
@@ -133,6 +134,10 @@ class Synthesizer:
         # Threads that scale renderings and encode PNGs: one per four cores (the rest
         # render in Chromium); one on a small machine.
         self.encode_workers = max(1, (os.cpu_count() or 1) // 4)
+        # Torch threads of a CPU generator. The browsers take `render_workers` cores; more
+        # torch threads than the cores left make OpenMP spin against Chromium (on a busy
+        # 2-core machine 1 thread is ~2x faster than 2).
+        self.cpu_threads = cpu_threads or max(1, (os.cpu_count() or 1) - render_workers)
         self.progress = progress
         self.log = log if log is not None else sys.stderr
         if self.gen.untrained:
@@ -238,47 +243,57 @@ class Synthesizer:
 
     # ---- stage 0: read, normalize, filter, assign keys, seeds and styles ---------------
     def _source(self, job: ShardedJob, items: Iterable[Item]) -> Iterator[Piece]:
-        from katex_render.normalize import Normalizer, filter_tokens
+        from katex_render.normalize import Normalizer
+
+        normalizer: Normalizer | None = None
+        sizes = _piece_sizes(self.render_batch)
+        try:
+            for chunk in job.pending(items):
+                records = [Record(chunk.index, pos, item) for pos, item in enumerate(chunk.items)]
+                start = 0
+                while start < len(records):
+                    piece = records[start : start + next(sizes)]
+                    start += len(piece)
+                    if normalizer is None and any(r.item.read_error is None for r in piece):
+                        # started on the first pending piece: a finished job costs nothing
+                        normalizer = Normalizer().__enter__()
+                    self._prepare_records(piece, normalizer)
+                    yield Piece(chunk.index, len(records), piece, last=start >= len(records))
+        finally:
+            if normalizer is not None:
+                normalizer.__exit__(None, None, None)
+
+    def _prepare_records(self, records: list[Record], normalizer: Any) -> None:
+        """Key, seeds, normalized tokens and render style of each record, or its reject."""
+        from katex_render.normalize import filter_tokens
         from katex_render.readers import SourceFormula
         from katex_render.styles import sample_style
 
         cfg = self.config
-        normalizer: Normalizer | None = None
-        try:
-            for chunk in job.pending(items):
-                records = [Record(chunk.index, pos, item) for pos, item in enumerate(chunk.items)]
-                todo: list[Record] = []
-                for r in records:
-                    if r.item.read_error is not None:
-                        r.reject, r.stage = r.item.read_error, "read"
-                        continue
-                    r.key = sample_key(r.item.source, r.item.latex, r.item.variant)
-                    r.seed = derive_seed(cfg.seed, r.item.source, r.item.latex, r.item.variant)
-                    r.z_seed = z_seed_for(r.seed)
-                    todo.append(r)
-                if todo:
-                    if normalizer is None:  # started on the first pending shard: a finished job costs nothing
-                        normalizer = Normalizer().__enter__()
-                    distinct = list(dict.fromkeys(r.item.latex for r in todo))
-                    normalized = dict(zip(distinct, normalizer.normalize(distinct)))
-                    for r in todo:
-                        tokens, error = normalized[r.item.latex]
-                        if tokens is None:
-                            r.reject, r.stage = error or "normalize: no reason given", "normalize"
-                            continue
-                        reason = filter_tokens(tokens, None, cfg.max_tokens)
-                        if reason is not None:
-                            r.reject, r.stage = reason, "filter"
-                            continue
-                        formula = SourceFormula(r.item.latex, r.item.source)
-                        style = sample_style(cfg.style, r.seed)
-                        r.rendering = RenderItem(formula, tuple(tokens), r.item.variant, r.seed, style)
-                step = self.render_batch
-                for i in range(0, len(records), step):
-                    yield Piece(chunk.index, len(records), records[i : i + step], last=i + step >= len(records))
-        finally:
-            if normalizer is not None:
-                normalizer.__exit__(None, None, None)
+        todo: list[Record] = []
+        for r in records:
+            if r.item.read_error is not None:
+                r.reject, r.stage = r.item.read_error, "read"
+                continue
+            r.key = sample_key(r.item.source, r.item.latex, r.item.variant)
+            r.seed = derive_seed(cfg.seed, r.item.source, r.item.latex, r.item.variant)
+            r.z_seed = z_seed_for(r.seed)
+            todo.append(r)
+        if not todo:
+            return
+        distinct = list(dict.fromkeys(r.item.latex for r in todo))  # variants share one normalization
+        normalized = dict(zip(distinct, normalizer.normalize(distinct)))
+        for r in todo:
+            tokens, error = normalized[r.item.latex]
+            if tokens is None:
+                r.reject, r.stage = error or "normalize: no reason given", "normalize"
+                continue
+            reason = filter_tokens(tokens, None, cfg.max_tokens)
+            if reason is not None:
+                r.reject, r.stage = reason, "filter"
+                continue
+            style = sample_style(cfg.style, r.seed)
+            r.rendering = RenderItem(SourceFormula(r.item.latex, r.item.source), tuple(tokens), r.item.variant, r.seed, style)
 
     # ---- stage 1: render and scale to the working height -------------------------------
     def _render_stage(self, pieces: Iterator[Piece]) -> Iterator[Piece]:
@@ -331,10 +346,26 @@ class Synthesizer:
 
     # ---- stage 2: group by width, generate -------------------------------------------
     def _generate_stage(self, pieces: Iterator[Piece]) -> Iterator[Piece]:
+        import torch
+
+        if self.device.type != "cpu":
+            yield from self._generate_batches(pieces)
+            return
+        previous = torch.get_num_threads()  # process-wide: restored when the stage ends
+        torch.set_num_threads(self.cpu_threads)
+        try:
+            yield from self._generate_batches(pieces)
+        finally:
+            torch.set_num_threads(previous)
+
+    def _generate_batches(self, pieces: Iterator[Piece]) -> Iterator[Piece]:
         runner = BatchRunner(self.gen)
-        # Batches are formed inside one shard, in item order, per padded width: a
-        # function of the shard alone, so reruns and split runs batch identically.
+        # Records are grouped by padded width. A batch runs when its group is full, when
+        # more than two batches' worth of records wait (then the largest group goes, so
+        # the generator never idles for long), and at the end of each shard. The rule
+        # sees only the shard's records in item order: reruns and split runs batch alike.
         buckets: dict[int, list[Record]] = {}
+        waiting = 0
         budget = self.batch_size * self.config.height * 512  # pixels: wide inputs make smaller batches
         for piece in pieces:
             done = [r for r in piece.records if r.image is None]  # rejects pass straight on
@@ -344,12 +375,21 @@ class Synthesizer:
                 width = padded_width(r.image.shape[1])
                 bucket = buckets.setdefault(width, [])
                 bucket.append(r)
+                waiting += 1
                 if len(bucket) >= self.batch_size or len(bucket) * width * self.config.height >= budget:
-                    done.extend(self._generate(runner, buckets.pop(width), width))
+                    full = width
+                elif waiting > 2 * self.batch_size:
+                    full = max(buckets, key=lambda w: (len(buckets[w]), -w))
+                else:
+                    continue
+                batch = buckets.pop(full)
+                waiting -= len(batch)
+                done.extend(self._generate(runner, batch, full))
             if piece.last:
                 for width in sorted(buckets):
                     done.extend(self._generate(runner, buckets[width], width))
                 buckets.clear()
+                waiting = 0
             if done or piece.last:
                 yield Piece(piece.shard, piece.size, done, piece.last)
 
@@ -369,6 +409,16 @@ class Synthesizer:
             for piece in pieces:
                 piece.records = list(pool.map(_encode, piece.records))
                 yield piece
+
+
+def _piece_sizes(full: int) -> Iterator[int]:
+    """16, 32, 64, ... up to ``full``, then ``full`` for ever: the first records reach the
+    generator within a fraction of a second instead of after a whole render batch, so the
+    stages start overlapping at once. (Piece boundaries never change a sample.)"""
+    size = min(16, full)
+    while True:
+        yield size
+        size = min(full, size * 2)
 
 
 def _for_preview(r: Record) -> bool:
