@@ -103,6 +103,9 @@ class RendererConfig:
     max_size: float = 20.0  # em; caps user-given sizes (\rule{1000em}{1em}, \kern)
     max_expand: int = 1000  # macro expansions per formula (\def loops end here)
     display_mode: bool = True  # display style, so that \textstyle is a real choice
+    # Deeper {...} nesting is refused before KaTeX sees it: where KaTeX's
+    # recursion overflows the JS stack depends on the engine's state, not the input.
+    max_group_depth: int = 100
     # A formula (without padding) larger than this in either direction is rejected.
     max_side: int = 8000
     # Pixels darker than this are ink (the tight crop keeps every pixel that
@@ -297,6 +300,28 @@ class _Browser:
     async def restart(self) -> None:
         await self.close()
         await self.start()
+
+
+def group_depth(latex: str) -> int:
+    """The deepest ``{...}`` nesting in ``latex`` (escaped braces do not count).
+
+    KaTeX recurses once per group, and where that overflows the JavaScript stack
+    depends on the engine's state (a fresh page goes deeper than a warm one), so
+    formulas deeper than ``max_group_depth`` are refused before KaTeX sees them:
+    the same input always gets the same answer."""
+    depth = deepest = 0
+    escaped = False
+    for char in latex:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == "}":
+            depth -= 1
+    return deepest
 
 
 def _die_with_parent() -> Callable[[], None] | None:
@@ -504,6 +529,17 @@ class Renderer:
         return [result for part in parts for result in part]
 
     async def _render_batch(self, batch: list[tuple[str, Style]]) -> list[RenderResult]:
+        """Refuse formulas nested too deep, render the rest (in order)."""
+        refused = {i: f"groups nested {depth} deep (more than {self.config.max_group_depth})"
+                   for i, (latex, _) in enumerate(batch)
+                   if (depth := group_depth(latex)) > self.config.max_group_depth}
+        if not refused:
+            return await self._render_checked(batch)
+        rendered = iter(await self._render_checked([item for i, item in enumerate(batch) if i not in refused])
+                        if len(refused) < len(batch) else [])
+        return [(None, refused[i]) if i in refused else next(rendered) for i in range(len(batch))]
+
+    async def _render_checked(self, batch: list[tuple[str, Style]]) -> list[RenderResult]:
         """Render one batch on whichever browser is free; retry, then split, on failure."""
         assert self._free is not None
         cfg = self.config
@@ -543,5 +579,5 @@ class Renderer:
         parts = [batch[i:i + step] for i in range(0, len(batch), step)]
         results: list[RenderResult] = []
         for part in parts:
-            results.extend(await self._render_batch(part))
+            results.extend(await self._render_checked(part))
         return results

@@ -41,7 +41,7 @@ def test_two_workers_render_in_order(pool):
 def test_killed_browser_costs_nothing(pool):
     """SIGKILL a browser while it renders: its batch is retried on a fresh browser and
     every formula comes back exactly once, with the same pixels as an undisturbed run."""
-    items = _items(80, seed=100)
+    items = _items(240, seed=100)  # 12 batches: the kill lands while they render, even on a fast machine
     reference = pool.render(items)
     restarts = pool.stats["restarts"]
     victim = pool.browser_pids()[0]
@@ -62,7 +62,8 @@ EXPLODING = [
     (r"\def\a{\a}\a", "Too many expansions"),  # an endless \def loop ends at maxExpand
     (r"\def\b{\c\c}\def\c{\d\d}\def\d{\e\e}\def\e{\f\f}\def\f{\g\g}\def\g{\h\h}\def\h{\i\i}"
      r"\def\i{\j\j}\def\j{\k\k}\def\k{xx}\b", "Too many expansions"),  # exponential macro bomb
-    ("{" * 3000 + "x" + "}" * 3000, ""),  # nesting deeper than the parser's stack
+    ("{" * 3000 + "x" + "}" * 3000, "nested 3000 deep"),  # deeper than the JS stack, refused up front
+    ("{" * 101 + "x" + "}" * 101, "nested 101 deep"),
 ]
 
 
@@ -70,9 +71,11 @@ def test_exploding_formulas_are_rejected_with_a_reason(pool):
     items = _items(6)
     batch = items[:3] + [(f, items[0][1]) for f, _ in EXPLODING] + items[3:]
     results = pool.render(batch)
-    for (image, error), (_, reason) in zip(results[3:6], EXPLODING):
+    n = len(EXPLODING)
+    for (image, error), (_, reason) in zip(results[3:3 + n], EXPLODING):
         assert image is None and error and reason in error
-    assert all(image is not None for image, _ in results[:3] + results[6:])
+    assert all(image is not None for image, _ in results[:3] + results[3 + n:])
+    assert pool.render([("{" * 100 + "x" + "}" * 100, items[0][1])])[0][0] is not None  # the limit itself is fine
 
 
 def test_huge_sizes_are_capped_or_rejected(pool):
@@ -91,7 +94,7 @@ def test_hanging_formula_is_rejected_without_losing_the_others():
     require_browser()
     items = _items(7)
     batch = items[:3] + [(r"\def\loop{\loop}\loop", items[0][1])] + items[3:]
-    with Renderer(workers=1, batch_size=8, max_expand=10**9, timeout_s=1.5, per_formula_timeout_s=0.0) as renderer:
+    with Renderer(workers=1, batch_size=8, max_expand=10**9, timeout_s=2.0, per_formula_timeout_s=0.0) as renderer:
         started = time.monotonic()
         results = renderer.render(batch)
         elapsed = time.monotonic() - started

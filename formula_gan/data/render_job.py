@@ -45,7 +45,7 @@ from katex_render.styles import Style, StyleConfig, sample_style
 
 # Renderer settings that change the pixels (the rest, like workers and batch
 # size, change only the speed and may differ between a run and its resume).
-OUTPUT_SETTINGS = ("strict", "max_size", "max_expand", "display_mode", "max_side", "ink_threshold")
+OUTPUT_SETTINGS = ("strict", "max_size", "max_expand", "display_mode", "max_group_depth", "max_side", "ink_threshold")
 
 
 # ---- the pieces other jobs (synthesis) reuse ---------------------------------------
