@@ -339,9 +339,9 @@ def plot_curves(
         ly = top + 10 + 18 * i
         draw.line([W - right + 12, ly + 6, W - right + 36, ly + 6], fill=color, width=3)
         draw.text((W - right + 42, ly), name[:24], fill="black", font=font)
-    draw.text((left, 12), title, fill="black", font=font)
+    draw.text((left, 8), title, fill="black", font=font)
     draw.text((left + (W - left - right) // 2 - 10, H - 20), "step", fill="black", font=font)
-    draw.text((8, top - 28), ylabel, fill="black", font=font)
+    draw.text((8, top - 14), ylabel, fill="black", font=font)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
 
