@@ -49,7 +49,6 @@ import base64
 import concurrent.futures
 import ctypes
 import io
-import json
 import math
 import os
 import shutil
@@ -61,7 +60,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 from PIL import Image
@@ -134,10 +133,6 @@ def margin_for(font_size: int) -> int:
     share it. Measured on 3,000 im2latex formulas in all seven fonts: ink reaches
     at most 0.12 em past the box sideways (italic capitals) and 0.11 em vertically."""
     return int(math.ceil(0.15 * font_size)) + 2
-
-
-class _BatchFailed(Exception):
-    """The browser died, hung, or the page threw: retry elsewhere or split."""
 
 
 @dataclass
@@ -516,7 +511,9 @@ class Renderer:
     def submit(self, items: Sequence[tuple[str, Style]]) -> "concurrent.futures.Future[list[RenderResult]]":
         """Start rendering and return at once (render the next chunk while the caller
         writes the previous one)."""
-        for _, style in items:
+        for latex, style in items:
+            if not isinstance(latex, str) or not isinstance(style, Style):
+                raise TypeError(f"Renderer takes (str, Style) pairs, got ({type(latex).__name__}, {type(style).__name__})")
             check_style(style)
         if self._loop is None:
             raise KatexRenderError("the renderer is not started (use it as a context manager)")
