@@ -12,7 +12,10 @@ not):
 
 ``e2e_vs_bound`` = end-to-end rate / the slowest stage's rate alone: 1.0 means
 the stages overlap perfectly; the target on a 2-core CPU with a tiny generator
-is >= 0.8. Both runs must write byte-identical shards (``identical``).
+is >= 0.8. Both are steady-state rates: the Chromium launch, a fixed cost of
+seconds that no overlap can hide, is left out of both and reported as
+``browser_launch_s`` (alone, pipelined). Both runs must write the same samples
+(``differing_samples`` = 0).
 
 ``--memory 2000,20000`` instead runs the pipelined synthesizer in a child process
 per size and reports each child's peak RSS (``resource.getrusage`` in the
@@ -103,9 +106,12 @@ def speed(args: argparse.Namespace, tmp: Path) -> dict:
     alone = synth.run([tmp / "formulas.txt"], tmp / "alone", overlap=False)
     piped = synth.run([tmp / "formulas.txt"], tmp / "piped")
     items = piped.samples_written + piped.rejected
-    stage_rates = {s.name: round(items / s.total_s, 1) for s in alone.stages if s.total_s > 0}
+    # Steady-state rates: launching Chromium is a fixed cost (seconds on a busy machine)
+    # that no amount of overlap can hide; it is reported apart and left out of both sides.
+    times = {s.name: s.total_s - (alone.browser_launch_s if s.name == "render" else 0.0) for s in alone.stages}
+    stage_rates = {name: round(items / t, 1) for name, t in times.items() if t > 0}
     bound = min(stage_rates, key=stage_rates.get)
-    e2e = items / piped.seconds
+    e2e = items / (piped.seconds - piped.browser_launch_s)
     busy = {s.name: round(s.busy_s / piped.seconds, 2) for s in piped.stages}
     return {
         "bench": "synthesize",
@@ -121,7 +127,9 @@ def speed(args: argparse.Namespace, tmp: Path) -> dict:
         "render_workers": args.render_workers,
         "batch_size": args.batch_size,
         "e2e_items_per_s": round(e2e, 1),
-        "e2e_samples_per_s": round(piped.samples_written / piped.seconds, 1),
+        "e2e_samples_per_s": round(piped.samples_written / (piped.seconds - piped.browser_launch_s), 1),
+        "e2e_samples_per_s_with_launch": round(piped.samples_written / piped.seconds, 1),
+        "browser_launch_s": [round(alone.browser_launch_s, 1), round(piped.browser_launch_s, 1)],
         "stage_items_per_s_alone": stage_rates,
         "sequential_items_per_s": round(items / alone.seconds, 1),
         "bound": bound,

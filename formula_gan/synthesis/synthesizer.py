@@ -79,6 +79,7 @@ class SynthesisReport:
     generator: dict[str, Any]
     seconds: float
     stages: list[StageStats] = field(default_factory=list)
+    browser_launch_s: float = 0.0  # part of the render stage's time: starting Chromium, a fixed cost
 
     def stage_rates(self) -> dict[str, float]:
         """Items per busy second of each stage (busy = not waiting on a neighbour)."""
@@ -181,6 +182,7 @@ class Synthesizer:
         it measures each stage alone, for benchmarks.
         """
         start = time.perf_counter()
+        self._launch_s = 0.0
         if not inputs:
             raise FormulaGanError("no input files given")
         if rank is None or world_size is None:
@@ -221,6 +223,7 @@ class Synthesizer:
             generator=self.gen.identity(),
             seconds=time.perf_counter() - start,
             stages=stats,
+            browser_launch_s=self._launch_s,
         )
 
     def _manifest_extra(self, job: ShardedJob) -> dict[str, Any]:
@@ -310,7 +313,9 @@ class Synthesizer:
                 future = None
                 if todo:
                     if renderer is None:
+                        t0 = time.perf_counter()
                         renderer = Renderer(workers=self.render_workers).__enter__()
+                        self._launch_s = time.perf_counter() - t0
                     future = renderer.submit([(r.rendering.rendered_latex, r.rendering.style) for r in todo])  # type: ignore[union-attr]
                 inflight.append((piece, todo, future))
                 if len(inflight) > self.render_workers:
