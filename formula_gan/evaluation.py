@@ -243,6 +243,8 @@ def score_generator(
     from formula_gan.training.recognizer_loop import train_recognizer
 
     out = Path(out_dir)
+    if synthetic_dir is not None and generator is not None:
+        raise FormulaGanError("give either --synthetic DIR or --generator FILE, not both")
     if synthetic_dir is None:
         if generator is None or not formulas:
             raise FormulaGanError("give --synthetic DIR, or --generator FILE with --formulas FILE... to synthesize")
