@@ -163,6 +163,10 @@ def test_bad_inputs_are_clear_errors(tmp_path, digits, capsys, repo_root, monkey
     torch.save({"model": {}}, other)
     assert main(["evaluate", "--recognizer", str(other), str(digits), "--no-progress"]) == 2
     assert "not a formula-gan recognizer checkpoint" in capsys.readouterr().err
+    # score-generator takes either a synthesized set or a generator to synthesize with
+    assert main(["score-generator", "--synthetic", str(digits), "--generator", str(other), "--test", str(digits),
+                 "--out-dir", str(tmp_path / "s"), "--no-progress"]) == 2  # fmt: skip
+    assert "not both" in capsys.readouterr().err
     # an unknown config key names the key
     assert main(["train-recognizer", "--config", "configs/recognizer/tiny.yaml", "model.hiden=3"]) == 2
     assert "model.hiden" in capsys.readouterr().err
