@@ -462,8 +462,9 @@ class _Writer:
             self.shard = piece.shard
         if piece.shard != self.shard:
             raise RuntimeError(f"shard {self.shard} incomplete when shard {piece.shard} arrived")
-        for r in piece.records:
-            self.records.append(r)
+        self.records.extend(piece.records)
+        if self._bar is not None:
+            self._bar.update(len(piece.records))  # items through the pipeline, shard written or not
         if piece.last:
             self._commit(piece.size)
         self.busy_s += time.perf_counter() - t0
@@ -494,8 +495,6 @@ class _Writer:
         self.samples += len(samples)
         self.rejected += len(rejects)
         self.downscaled += len(downscaled)
-        if self._bar is not None:
-            self._bar.update(len(records))
         self.shard, self.records = None, []
 
     def _meta(self, r: Record) -> dict[str, Any]:
