@@ -392,7 +392,8 @@ def reason_category(reason: str) -> str:
     excerpt, token lists), for counting the top reasons."""
     reason = _POSITION.sub("", reason)
     for prefix in ("too long", "too many tokens", "tokens not in the vocabulary", "normalized form is not stable",
-                   "normalized form does not parse", "not valid UTF-8", "control character", "bad JSON:"):
+                   "normalized form does not parse", "not valid UTF-8", "control character", "bad JSON:",
+                   "too wide", "render: timeout", "oversize"):
         if reason.startswith(prefix):
             return prefix
     return reason[:120]

@@ -180,3 +180,24 @@ def test_bad_arguments_are_one_line_errors(corpus, tmp_path, capsys):
     assert "renderer.nope" in capsys.readouterr().err
     assert main(["render", str(corpus), "--out", str(tmp_path / "o"), "--variants", "0"]) == 2
     assert "--variants" in capsys.readouterr().err
+
+
+def test_prepare_formulas_renders_the_labels_of_a_crohme_folder(crohme_dir, tmp_path):
+    """A folder of InkML files is read as its truth labels: the rendered domain paired with the handwriting."""
+    require_browser()
+    inkml = tmp_path / "inkml"
+    inkml.mkdir()
+    files = sorted((crohme_dir / "test2014").glob("*.inkml"))[:6]
+    for f in files:
+        (inkml / f.name).write_bytes(f.read_bytes())
+    (inkml / "broken.inkml").write_text("<ink><trace>1 2,</ink")  # not well-formed: a reject, not a crash
+    out = tmp_path / "out"
+    assert main(["prepare-formulas", str(inkml), "--out", str(out), "--workers", "1", "--no-progress",
+                 "--max-width", "100000", "--max-tokens", "200", "renderer.batch_size=16"]) == 0
+    manifest = load_manifest(out)
+    assert manifest["num_samples"] + manifest["num_rejected"] == len(files) + 1
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert any(r["source"].startswith("broken.inkml") for r in rejects)
+    samples = _read_back(out)
+    assert {s["meta"]["source"].split(":")[0] for s in samples} <= {f.name for f in files}
+    assert len(samples) >= len(files) - 1  # CROHME test labels almost all parse

@@ -36,7 +36,8 @@ class _IntermixedParser(argparse.ArgumentParser):
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.__class__ = _IntermixedParser
-    p.add_argument("input", metavar="INPUT", help="formulas: .txt (one per line), im2latex .lst, or .jsonl with \"latex\"")
+    p.add_argument("input", metavar="INPUT", help="formulas: .txt (one per line), im2latex .lst, .jsonl with \"latex\", "
+                   "or a folder of CROHME InkML files (their truth labels)")
     p.add_argument("--out", required=True, help="output shard folder (created; resumed when it holds this job)")
     p.add_argument("--workers", type=int, default=None,
                    help="browser processes (default: renderer.workers of the config, 2)")

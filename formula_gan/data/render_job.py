@@ -34,7 +34,9 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from formula_gan.config import to_dict
+from formula_gan.data.crohme_job import iter_crohme_labels
 from formula_gan.data.images import encode_png
+from formula_gan.data.inkml import iter_inkml_files
 from formula_gan.data.jobs import Chunk, ShardResult, ShardedJob, env_rank
 from formula_gan.data.shards import Sample, sha256_file, shard_name
 from formula_gan.errors import FormulaGanError
@@ -149,8 +151,10 @@ class RenderJobSpec:
             raise FormulaGanError(f"--max-tokens must be at least 1, got {self.max_tokens}")
         if self.max_width is not None and self.max_width < 1:
             raise FormulaGanError(f"--max-width must be at least 1, got {self.max_width}")
-        if not Path(self.input).is_file():
-            raise FormulaGanError(f"input file not found: {self.input}")
+        if not Path(self.input).exists():
+            raise FormulaGanError(f"input not found: {self.input}")
+        if Path(self.input).is_dir() and (self.fmt not in ("auto", "crohme") or self.filter_list):
+            raise FormulaGanError(f"{self.input} is a folder: only a folder of CROHME InkML files can be read")
 
 
 @dataclass
@@ -182,7 +186,7 @@ def job_description(spec: RenderJobSpec, config: RenderConfig) -> dict[str, Any]
     return {
         "command": spec.command,
         "input": Path(spec.input).name,
-        "input_sha256": sha256_file(spec.input),
+        "input_sha256": input_fingerprint(spec.input),
         "format": spec.fmt,
         "filter_list_sha256": sha256_file(spec.filter_list) if spec.filter_list else None,
         "seed": spec.seed,
@@ -195,6 +199,25 @@ def job_description(spec: RenderJobSpec, config: RenderConfig) -> dict[str, Any]
         "style": to_dict(config.style),
         "renderer": {k: renderer[k] for k in OUTPUT_SETTINGS},
     }
+
+
+def read_input(spec: RenderJobSpec) -> Iterator[SourceFormula | Reject]:
+    """A formula file, or a folder of CROHME InkML files whose ``truth`` labels are the
+    formulas (rendering them gives the rendered domain paired with the handwriting)."""
+    if Path(spec.input).is_dir():
+        return iter_crohme_labels(spec.input)
+    return read_formulas(spec.input, spec.fmt, spec.filter_list)
+
+
+def input_fingerprint(path: str | Path) -> str:
+    """sha256 of a file, or of every InkML file (path and content) below a folder."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    for inkml in iter_inkml_files(path):
+        digest.update(inkml.relative_to(path).as_posix().encode() + b"\0" + sha256_file(inkml).encode())
+    return digest.hexdigest()
 
 
 def _render_chunk(chunk: Chunk[Item], renderer: Renderer) -> Future:
@@ -246,7 +269,7 @@ def run_render_job(spec: RenderJobSpec, config: RenderConfig | None = None, *, w
     renderer: Renderer | None = None  # started at the first pending shard: a finished job starts no browser
     try:
         with Normalizer() as normalizer:
-            stream = read_formulas(spec.input, spec.fmt, spec.filter_list)
+            stream = read_input(spec)
             accepted = normalize_formulas(stream, normalizer, vocab=spec.vocab, max_tokens=spec.max_tokens)
             items = plan_items(accepted, config.style, spec.seed, spec.variants)
             previous: tuple[Chunk[Item], Future] | None = None
