@@ -167,12 +167,14 @@ def test_end_to_end_schema_preview_and_accounting(reference, generator: Path):
     assert preview.shape[0] >= 2 * HEIGHT and preview.min() < 128 and preview.max() == 255
 
 
-def test_split_jobs_write_exactly_the_whole_job(reference, work: Path, formulas: Path, generator: Path):
+def test_split_jobs_write_exactly_the_whole_job(reference, work: Path, formulas: Path, generator: Path, monkeypatch):
     ref_out, _ = reference
     out = work / "split"
     first = _synth(generator).run([formulas], out, rank=0, world_size=2)
     assert first.manifest is None  # the other half is missing
-    second = _synth(generator).run([formulas], out, rank=1, world_size=2)
+    monkeypatch.setenv("RANK", "1")  # the second half as torchrun would start it
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    second = _synth(generator).run([formulas], out)
     assert second.manifest is not None
     assert first.shards_written + second.shards_written == second.manifest["num_shards"]
     assert _tars(out) == _tars(ref_out)  # byte for byte
