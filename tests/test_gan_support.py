@@ -72,12 +72,10 @@ def thicken(x: torch.Tensor) -> torch.Tensor:
     return F.max_pool2d(x, 3, stride=1, padding=1)
 
 
-def toy_data(n: int = 64, seed: int = 0, batch_size: int = 4, random_ink: bool = False) -> TensorGanData:
+def toy_data(n: int = 64, seed: int = 0, batch_size: int = 4, w: int = 64, slots: int = 3) -> TensorGanData:
     """Thin glyphs (domain 0) as generator inputs, thick glyphs of other sequences (domain 1) as real targets."""
-    thin, t1 = draw_glyphs(n, seed)
-    other, t2 = draw_glyphs(n, seed + 1)
-    if random_ink:
-        thin, other = torch.rand_like(thin), torch.rand_like(other)
+    thin, t1 = draw_glyphs(n, seed, w=w, slots=slots)
+    other, t2 = draw_glyphs(n, seed + 1, w=w, slots=slots)
     lengths = torch.full((n,), t1.shape[1])
     source = TensorSet(thin, t1, lengths, torch.zeros(n, dtype=torch.long))
     real = TensorSet(thicken(other), t2, lengths, torch.ones(n, dtype=torch.long))
