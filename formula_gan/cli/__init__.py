@@ -18,6 +18,23 @@ from formula_gan.errors import FormulaGanError
 from katex_render.errors import KatexRenderError
 
 
+class IntermixedParser(argparse.ArgumentParser):
+    """A sub-command parser that lets ``KEY=VALUE`` overrides and options come in any order
+    (``render IN --out DIR a.b=c --seed 1 d=e``); plain argparse hands every positional
+    its turn at the first positional word it meets."""
+
+    _inside = False
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        if self._inside:  # parse_known_intermixed_args calls back into this method
+            return super().parse_known_args(args, namespace)
+        self._inside = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._inside = False
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="formula-gan",
@@ -28,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"formula-gan {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=IntermixedParser)
     for module in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         importlib.import_module(f"{__name__}.{module.name}").register(sub)
     return parser

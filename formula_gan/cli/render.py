@@ -18,24 +18,7 @@ _COMMON_EPILOG = (
 )
 
 
-class _IntermixedParser(argparse.ArgumentParser):
-    """Lets KEY=VALUE overrides come after options (``render IN --out DIR a.b=c``):
-    plain argparse gives every positional its turn at the first positional word."""
-
-    _inside = False
-
-    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
-        if self._inside:  # parse_known_intermixed_args calls back into this method
-            return super().parse_known_args(args, namespace)
-        self._inside = True
-        try:
-            return self.parse_known_intermixed_args(args, namespace)
-        finally:
-            self._inside = False
-
-
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.__class__ = _IntermixedParser
     p.add_argument("input", metavar="INPUT", help="formulas: .txt (one per line), im2latex .lst, .jsonl with \"latex\", "
                    "or a folder of CROHME InkML files (their truth labels)")
     p.add_argument("--out", required=True, help="output shard folder (created; resumed when it holds this job)")
