@@ -315,3 +315,13 @@ def test_missing_browser_is_a_clear_error_before_any_work(tmp_path: Path, formul
     code, err = _run_cli(_cli(formulas, generator, tmp_path / "out"), capsys)
     assert code == 2 and "no-such-chromium" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_config_key_or_value_is_named_before_any_work(tmp_path: Path, formulas: Path, generator: Path, capsys):
+    code, err = _run_cli(_cli(formulas, generator, tmp_path / "out", "--set", "style.font_sise=[20,30]"), capsys)
+    assert code == 2 and "style.font_sise" in err
+    cfg = tmp_path / "synth.yaml"
+    cfg.write_text("oversize: squeeze\n")
+    code, err = _run_cli(_cli(formulas, generator, tmp_path / "out", "--config", str(cfg)), capsys)
+    assert code == 2 and "oversize" in err and "squeeze" in err
+    assert not (tmp_path / "out").exists()

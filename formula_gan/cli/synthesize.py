@@ -29,14 +29,18 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         help="use a randomly initialized generator: exercises the pipeline, the output is NOT handwriting",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (resumed if it holds this same job)")
-    p.add_argument("--variants", type=int, default=1, metavar="K", help="handwritings per formula (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="job seed: styles and z of every sample derive from it (default 0)")
-    p.add_argument("--oversize", choices=["skip", "downscale"], default="skip",
+    p.add_argument("--variants", type=int, default=None, metavar="K", help="handwritings per formula (default 1)")
+    p.add_argument("--seed", type=int, default=None, help="job seed: styles and z of every sample derive from it (default 0)")
+    p.add_argument("--oversize", choices=["skip", "downscale"], default=None,
                    help="inputs over 640,000 px at the working height: skip (reported as rejects) or downscale "
                         "(drawn smaller; reported in the sample and the shard stats); default skip")
     p.add_argument("--max-tokens", type=int, default=None, metavar="N", help="reject formulas of more than N tokens")
-    p.add_argument("--height", type=int, default=128, help="working height: the height the generator was trained at (default 128)")
-    p.add_argument("--samples-per-shard", type=int, default=1000, metavar="N", help="(default 1000)")
+    p.add_argument("--height", type=int, default=None, help="working height: the height the generator was trained at (default 128)")
+    p.add_argument("--samples-per-shard", type=int, default=None, metavar="N", help="(default 1000)")
+    p.add_argument("--config", default=None, metavar="YAML",
+                   help="synthesis config (schema: formula_gan.synthesis.SynthesisConfig); the options above override it")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set style.font_size=[24,40] (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--batch-size", type=int, default=32, metavar="B", help="generator batch size (default 32)")
     p.add_argument("--render-workers", type=int, default=2, metavar="N", help="Chromium processes (default 2; one per core)")
@@ -51,21 +55,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 def run(args: argparse.Namespace) -> int:
     from formula_gan.errors import FormulaGanError
     from formula_gan.synthesis import SynthesisConfig, Synthesizer
-    from formula_gan.config import ConfigError
+    from formula_gan.config import load_config
 
     if (args.num_shards is None) != (args.shard_index is None):
         raise FormulaGanError("--num-shards and --shard-index go together")
-    try:
-        config = SynthesisConfig(
-            variants=args.variants,
-            seed=args.seed,
-            oversize=args.oversize,
-            height=args.height,
-            max_tokens=args.max_tokens,
-            samples_per_shard=args.samples_per_shard,
-        )
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
+    flags = {"variants": args.variants, "seed": args.seed, "oversize": args.oversize, "height": args.height,
+             "max_tokens": args.max_tokens, "samples_per_shard": args.samples_per_shard}
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(args.set)
+    config = load_config(SynthesisConfig, args.config, overrides)
     synth = Synthesizer(
         args.generator,
         untrained=args.untrained_generator,
