@@ -325,3 +325,12 @@ def test_a_bad_config_key_or_value_is_named_before_any_work(tmp_path: Path, form
     code, err = _run_cli(_cli(formulas, generator, tmp_path / "out", "--config", str(cfg)), capsys)
     assert code == 2 and "oversize" in err and "squeeze" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_two_inputs_of_one_name_are_refused(tmp_path: Path, formulas: Path, generator: Path, capsys):
+    twin = tmp_path / "other" / formulas.name
+    twin.parent.mkdir()
+    twin.write_text("x+1\n")
+    code, err = _run_cli([str(twin), *_cli(formulas, generator, tmp_path / "out")], capsys)
+    assert code == 2 and "distinct name" in err
+    assert not (tmp_path / "out").exists()

@@ -148,10 +148,14 @@ class Synthesizer:
     def job_identity(self, inputs: Sequence[str | Path]) -> dict[str, Any]:
         """What makes two runs the same job: inputs (by name and content), generator, config."""
         described = []
+        names = [Path(p).name for p in inputs]
         for path in inputs:
             path = Path(path)
             if not path.is_file():
                 raise FormulaGanError(f"input not found: {path}")
+            if names.count(path.name) > 1:
+                # a sample's source and key hold the file name: two files of one name would collide
+                raise FormulaGanError(f"two inputs are named {path.name!r}; give each input file a distinct name")
             described.append({"name": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)})
         from katex_render.renderer import RendererConfig
 
