@@ -44,6 +44,13 @@ def test_int_is_accepted_where_a_float_is_expected():
     assert from_dict(Optim, {"lr": 1}).lr == 1.0
 
 
+def test_yaml_exponent_without_a_dot_is_a_float(tmp_path):
+    (tmp_path / "o.yaml").write_text("lr: 2e-4\n")  # YAML 1.1 reads this as a string
+    assert load_config(Optim, tmp_path / "o.yaml").lr == 2e-4
+    with pytest.raises(ConfigError, match="lr: expected a number"):
+        from_dict(Optim, {"lr": "fast"})
+
+
 @pytest.mark.parametrize(
     "data, key",
     [
