@@ -121,3 +121,13 @@ def test_tar_members_are_normalized(tmp_path):
         w.write(_sample(0))
     with tarfile.open(tmp_path / "x.tar") as tar:
         assert {(m.mtime, m.uid, m.mode) for m in tar.getmembers()} == {(0, 0, 0o644)}
+
+
+def test_reopening_removes_half_written_files_of_this_ranks_shards_only(tmp_path):
+    _run(tmp_path, range(8), rank=0, world=2)
+    (tmp_path / ".shard-000002.tar.tmp-99999").write_bytes(b"half a tar")  # rank 0's, killed mid-write
+    (tmp_path / ".shard-000002.json.tmp-99999").write_bytes(b"{")
+    (tmp_path / ".shard-000001.tar.tmp-88888").write_bytes(b"rank 1 is writing this")
+    ShardedJob(tmp_path, {"kind": "test"}, 4, 0, 2).open()
+    left = sorted(p.name for p in tmp_path.glob(".shard-*"))
+    assert left == [".shard-000001.tar.tmp-88888"]

@@ -36,6 +36,7 @@ from formula_gan.data.shards import (
     atomic_write_bytes,
     atomic_write_json,
     sha256_file,
+    shard_index,
     shard_name,
 )
 
@@ -109,11 +110,20 @@ class ShardedJob:
                     f"{self.out_dir} holds a different job ({diff}); "
                     "choose another --out, or remove the folder to start over"
                 )
+            self._remove_stale_temporaries()
         else:
             if any(p.suffix == ".tar" for p in self.out_dir.iterdir()):
                 raise JobMismatchError(f"{self.out_dir} holds shards but no {JOB}; choose an empty folder")
             atomic_write_json(path, self.job)
         return self
+
+    def _remove_stale_temporaries(self) -> None:
+        """Delete half-written files of this rank's shards (a killed run leaves them):
+        only this rank writes those shards, and it is starting now, so none is live."""
+        for tmp in self.out_dir.glob(".shard-*.tmp-*"):
+            index = shard_index(tmp.name[1:].split(".tmp-")[0].replace(".json", ".tar"))
+            if index is not None and self.is_mine(index):
+                tmp.unlink(missing_ok=True)
 
     # ---- planning -------------------------------------------------------------------
     def is_complete(self, index: int) -> bool:
