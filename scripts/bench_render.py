@@ -138,7 +138,9 @@ def main() -> int:
 
     extra = {"batch_size": args.batch_size} if args.batch_size else {}
     with Renderer(workers=args.workers, **extra) as renderer:
-        renderer.render(items[: min(len(items), 50)])  # warm-up: fonts, JIT
+        # Warm-up (fonts, JIT, glyph caches) of every worker: one batch each, else the
+        # timed run includes the first, cold batch of all workers but one.
+        renderer.render(items[: min(len(items), renderer.config.workers * renderer.config.batch_size)])
         c0, t0 = tree_cpu_s(), time.perf_counter()
         results = renderer.render(items)
         batched_s, c1 = time.perf_counter() - t0, tree_cpu_s()
