@@ -27,7 +27,13 @@ process ~55% (KaTeX building the DOM ~15%, style and layout of KaTeX's nested
 inline tables ~30%, paint and raster ~10%), the capture ~25% (compositing in
 the GPU process, PNG encoding in the browser process), Python ~12% (PNG decode,
 crop, Playwright messages), Playwright's driver ~5%. So the cores are the limit:
-one worker per core. Measured and left out: JPEG captures (no faster, lossy),
+one worker per core. The compositor runs inside the browser process
+(``--in-process-gpu``): a separate GPU process cost ~10% of the throughput on 2
+cores; a third worker to fill the gaps while a browser waits on a frame gained
+nothing measurable (0-5%, within the noise), nor did ``--num-raster-threads=1``,
+a larger Skia glyph cache or ``contain`` on the hosts. ``--disable-frame-rate-limit``
+shortens every capture's wait for a frame, but it speeds up one-formula-per-screenshot
+rendering far more (13 -> 20/s) than batches, so it buys nothing here. Measured and left out: JPEG captures (no faster, lossy),
 WebP lossless (slower), taller or wider sheets (same cost per pixel), a
 hand-written PNG unfilter (no faster than Pillow), Chromium raster/GPU flags (no
 measurable change), ``renderToString`` + one ``innerHTML`` (a little faster but
