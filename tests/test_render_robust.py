@@ -130,7 +130,9 @@ def test_browsers_die_with_a_killed_job(tmp_path, repo_root):
               "r = Renderer(workers=1).__enter__()\n"
               "print(r.browser_pids()[0], flush=True)\n"
               "time.sleep(120)\n")
-    job = subprocess.Popen([sys.executable, "-c", script], cwd=repo_root, stdout=subprocess.PIPE, text=True)
+    # TMPDIR: the killed job cannot remove its browser profile; keep that inside the test's folder
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    job = subprocess.Popen([sys.executable, "-c", script], cwd=repo_root, stdout=subprocess.PIPE, text=True, env=env)
     try:
         pid = int(job.stdout.readline())
         os.kill(pid, 0)  # the browser runs

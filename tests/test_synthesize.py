@@ -206,7 +206,8 @@ def test_kill_9_and_rerun_gives_the_uninterrupted_dataset(reference, work: Path,
     ref_out, _ = reference
     out = work / "killed"
     cmd = [sys.executable, "-m", "formula_gan", "synthesize", *_cli(formulas, generator, out)]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # TMPDIR: a killed run cannot remove its browser profiles; keep them inside the test's folder
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": str(work)}
     kills = 0
     for wanted in ("shard-000000.json", "shard-000002.json"):  # kill after one shard, then mid-way
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
