@@ -176,3 +176,12 @@ def test_preview_grid_puts_input_beside_output(tmp_path):
     back = decode_png((tmp_path / "p.png").read_bytes())
     assert back.shape[1] == 8 + 64 + 8 + 96 + 8
     assert back[20, 8:16].max() < 20 and back[20, 8 + 64 + 8 + 96 - 8 : 8 + 64 + 8 + 96].max() < 20
+
+
+def test_preview_scales_a_long_formula_down_instead_of_cutting_its_end():
+    long = np.full((128, 2000), 255, np.uint8)
+    long[40:90, -100:] = 0  # ink at the very end of the formula
+    grid = preview_grid([(long, long)], max_width=500)
+    assert grid.shape[1] == 8 + 500 + 8 + 500 + 8
+    left = grid[:, 8 : 8 + 500]
+    assert left[:, -20:].min() < 60  # the end of the formula is still on the sheet

@@ -22,11 +22,12 @@ RULE = 0.35  # ink level of the thin line under each row (light gray), so rows r
 def preview_grid(pairs: list[tuple[np.ndarray, np.ndarray]], max_width: int = 768) -> np.ndarray:
     """[(input, output)] uint8 paper images [h, w_i] -> one uint8 paper image: input | output per row.
 
-    Each image is cut at ``max_width`` so that one very long formula does not make the sheet unreadable.
+    An image wider than ``max_width`` is scaled down (aspect kept) so that one very long formula
+    neither makes the sheet unreadable nor loses its end.
     """
     if not pairs:
         raise ValueError("a preview needs at least one pair")
-    cells = [[paper_to_ink(img)[:, :, :max_width] for img in pair] for pair in pairs]  # [1, h, w] ink
+    cells = [[_fit_width(paper_to_ink(img), max_width) for img in pair] for pair in pairs]  # [1, h, w] ink
     col_w = [max(row[c].shape[2] for row in cells) for c in range(2)]
     rows = []
     for left, right in cells:
@@ -48,6 +49,15 @@ def preview_grid(pairs: list[tuple[np.ndarray, np.ndarray]], max_width: int = 76
 
 def write_preview(path: str | Path, pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
     atomic_write_bytes(path, encode_png(preview_grid(pairs), compress_level=6))
+
+
+def _fit_width(ink: torch.Tensor, max_width: int) -> torch.Tensor:
+    """[1, h, w] -> [1, h', w'] with w' <= max_width, aspect kept (area averaging keeps thin strokes visible)."""
+    h, w = ink.shape[1:]
+    if w <= max_width:
+        return ink
+    size = (max(1, round(h * max_width / w)), max_width)
+    return F.interpolate(ink.unsqueeze(0), size=size, mode="area").squeeze(0)
 
 
 def _pad_to(ink: torch.Tensor, h: int, w: int) -> torch.Tensor:
