@@ -42,7 +42,8 @@ def _train(args: argparse.Namespace) -> int:
     cfg = load_gan_config(args.config, args.overrides)
     result = train_gan(cfg, resume=args.resume)
     shown = {k: round(v, 4) for k, v in result.metrics.items() if k.startswith(("loss_d", "loss_g", "acc"))}
-    print(f"train-gan: step {result.step}, checkpoint {result.checkpoint}, last sheet {result.sheet}, {shown}")
+    if result.is_main:
+        print(f"train-gan: step {result.step}, checkpoint {result.checkpoint}, last sheet {result.sheet}, {shown}")
     return 0
 
 

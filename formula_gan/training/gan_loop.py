@@ -45,6 +45,7 @@ class TrainResult:
     checkpoint: Path
     metrics: dict[str, float]
     sheet: Path | None
+    is_main: bool = True  # rank 0 (or a single process): the one that reports
 
 
 def build_models(cfg: GanConfig, vocab_size: int) -> tuple[Generator, Discriminator, TaskModel]:
@@ -199,7 +200,7 @@ def train_gan(cfg: GanConfig, data: GanData | None = None, resume: bool = False)
                 if info.is_main:
                     save_checkpoint(checkpoint_payload(parts, cfg, done, data.vocab_tokens, batches.state()), ckpt_path)
                 last_good = (done, ckpt_path)
-        return TrainResult(max(start, cfg.steps), ckpt_path, metrics, sheet)
+        return TrainResult(max(start, cfg.steps), ckpt_path, metrics, sheet, info.is_main)
     finally:
         if logger is not None:
             logger.close()
