@@ -79,10 +79,20 @@ def sample_latents(b: int, s: StepSettings, gen: torch.Generator) -> tuple[torch
     return z.to(s.device, non_blocking=True), c.to(s.device, non_blocking=True)
 
 
+def generate(parts: GanParts, source: Batch, c: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """G's translation of the source batch, blank (0) outside each source's own image.
+
+    A batch pads its images to a common size; G writes something everywhere, but real
+    images are exactly 0 in their padding. Unmasked, D can tell the domains apart by the
+    padding alone (and a synthesized sample is cropped to its own width anyway)."""
+    fake = parts.G(source.images, c, z)  # [b, 1, h, w]
+    return fake * source.masks.unsqueeze(1).to(fake.dtype)
+
+
 def d_step(parts: GanParts, source: Batch, real: Batch, z: torch.Tensor, c: torch.Tensor, s: StepSettings,
            measure: bool) -> dict[str, torch.Tensor]:
     with torch.no_grad(), _autocast(s):
-        fake = parts.G(source.images, c, z)  # [b, 1, h, w]
+        fake = generate(parts, source, c, z)  # [b, 1, h, w]
     # one D forward on real and fake together (one power iteration per step; DDP sees one forward)
     h = max(real.images.shape[-2], fake.shape[-2])
     w = max(real.images.shape[-1], fake.shape[-1])
@@ -112,7 +122,7 @@ def g_step(parts: GanParts, source: Batch, z: torch.Tensor, c: torch.Tensor, s: 
            measure: bool) -> dict[str, torch.Tensor]:
     g_params = [p for p in parts.G.parameters() if p.requires_grad]
     with _autocast(s):
-        fake = parts.G(source.images, c, z)  # [b, 1, h, w]
+        fake = generate(parts, source, c, z)  # [b, 1, h, w]
         with _no_sync(parts.D):
             loss_g = g_hinge(parts.D(fake, c))
         out = {"loss_g": loss_g}
