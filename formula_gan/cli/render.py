@@ -4,7 +4,6 @@ formula_gan.data.render_job and katex_render."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 _COMMON_EPILOG = (
@@ -72,28 +71,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.set_defaults(func=_render, command_name="prepare-formulas")
 
 
-def load_vocab_arg(path: str) -> set[str]:
-    """A vocabulary from a file (JSON list / {"tokens": [...]} / one per line) or a shard set's manifest."""
-    from formula_gan.errors import FormulaGanError
-    from katex_render.normalize import load_vocab
-
-    p = Path(path)
-    manifest = p / "manifest.json" if p.is_dir() else p if p.name == "manifest.json" else None
-    if manifest is None:
-        return load_vocab(p)
-    if not manifest.is_file():
-        raise FormulaGanError(f"{p}: no manifest.json (not a finished shard folder)")
-    vocab = json.loads(manifest.read_text(encoding="utf-8")).get("vocab")
-    if isinstance(vocab, dict):
-        vocab = vocab.get("tokens", list(vocab))
-    if not isinstance(vocab, list) or not vocab:
-        raise FormulaGanError(f"{manifest}: no vocabulary in it")
-    return set(vocab)
-
-
 def _render(args: argparse.Namespace) -> int:
     from formula_gan.config import load_config
-    from formula_gan.data.render_job import RenderJobSpec, run_render_job
+    from formula_gan.data.render_job import RenderJobSpec, load_vocab_tokens, run_render_job
     from katex_render.renderer import RenderConfig
 
     config_path = args.config
@@ -103,7 +83,7 @@ def _render(args: argparse.Namespace) -> int:
     config = load_config(RenderConfig, config_path, args.overrides)
     spec = RenderJobSpec(
         input=args.input, out=args.out, seed=args.seed, variants=args.variants, shard_size=args.shard_size,
-        fmt=args.fmt, filter_list=args.filter_list, vocab=load_vocab_arg(args.vocab) if args.vocab else None,
+        fmt=args.fmt, filter_list=args.filter_list, vocab=load_vocab_tokens(args.vocab) if args.vocab else None,
         vocab_origin=args.vocab, max_tokens=args.max_tokens, max_width=args.max_width, command=args.command_name,
     )
     summary = run_render_job(spec, config, workers=args.workers, progress=not args.no_progress)

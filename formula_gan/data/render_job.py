@@ -39,8 +39,9 @@ from formula_gan.data.images import encode_png
 from formula_gan.data.inkml import iter_inkml_files
 from formula_gan.data.jobs import Chunk, ShardResult, ShardedJob, env_rank
 from formula_gan.data.shards import Sample, sha256_file, shard_name
+from formula_gan.data.vocab import Vocab
 from formula_gan.errors import FormulaGanError
-from katex_render.normalize import Normalizer, normalize_formulas, reason_category, tokens_to_latex
+from katex_render.normalize import Normalizer, load_vocab, normalize_formulas, reason_category, tokens_to_latex
 from katex_render.readers import Reject, SourceFormula, read_formulas
 from katex_render.renderer import RenderConfig, Renderer
 from katex_render.styles import Style, StyleConfig, sample_style
@@ -199,6 +200,17 @@ def job_description(spec: RenderJobSpec, config: RenderConfig) -> dict[str, Any]
         "style": to_dict(config.style),
         "renderer": {k: renderer[k] for k in OUTPUT_SETTINGS},
     }
+
+
+def load_vocab_tokens(path: str | Path) -> set[str]:
+    """The tokens of a vocabulary: a shard folder (or its manifest.json), whose vocabulary the
+    data layer reads, or a vocabulary file (JSON list, {"tokens": [...]}, or one token per line)."""
+    path = Path(path)
+    if path.name == "manifest.json":
+        path = path.parent
+    if path.is_dir():
+        return set(Vocab.from_manifest(path).tokens)
+    return load_vocab(path)
 
 
 def read_input(spec: RenderJobSpec) -> Iterator[SourceFormula | Reject]:

@@ -16,15 +16,17 @@ from torch import nn
 PAD, SOS, EOS, UNK = 0, 1, 2, 3
 
 
-def teacher_forcing(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Batch tokens (padded with PAD, no SOS/EOS) -> (decoder input ``SOS y``, target ``y EOS``), both [b, t+1]."""
+def teacher_forcing(tokens: torch.Tensor, lengths: torch.Tensor, start: int = SOS, end: int = EOS
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch tokens (padded with PAD, no SOS/EOS) -> (decoder input ``start y``, target ``y end``), both [b, t+1].
+    Reading right to left swaps the roles: ``start=EOS, end=SOS``."""
     b, t = tokens.shape
     tokens_in = torch.full((b, t + 1), PAD, dtype=torch.long, device=tokens.device)
-    tokens_in[:, 0] = SOS
+    tokens_in[:, 0] = start
     tokens_in[:, 1:] = tokens
     target = torch.full((b, t + 1), PAD, dtype=torch.long, device=tokens.device)
     target[:, :t] = tokens
-    target[torch.arange(b, device=tokens.device), lengths] = EOS
+    target[torch.arange(b, device=tokens.device), lengths] = end
     return tokens_in, target
 
 

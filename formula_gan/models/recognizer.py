@@ -63,17 +63,11 @@ class RecognizerModelConfig:
 
 def reverse_targets(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """R2L teacher forcing (BTTR): input ``EOS y_n .. y_1``, target ``y_n .. y_1 SOS``, both [b, t+1]."""
-    b, t = tokens.shape
+    t = tokens.shape[1]
     pos = torch.arange(t, device=tokens.device).unsqueeze(0)  # [1, t]
     src = (lengths.unsqueeze(1) - 1 - pos).clamp_min(0)  # [b, t] index of the token read at pos
     rev = tokens.gather(1, src).masked_fill(pos >= lengths.unsqueeze(1), PAD)  # [b, t]
-    tokens_in = torch.full((b, t + 1), PAD, dtype=torch.long, device=tokens.device)
-    tokens_in[:, 0] = EOS
-    tokens_in[:, 1:] = rev
-    target = torch.full((b, t + 1), PAD, dtype=torch.long, device=tokens.device)
-    target[:, :t] = rev
-    target[torch.arange(b, device=tokens.device), lengths] = SOS
-    return tokens_in, target
+    return teacher_forcing(rev, lengths, start=EOS, end=SOS)
 
 
 class Recognizer(nn.Module):
