@@ -24,7 +24,8 @@ from pathlib import Path
 import torch
 
 from formula_gan.data.batch import Batch
-from formula_gan.training.distributed import DistInfo, resolve_device
+from formula_gan.devices import resolve_device
+from formula_gan.training.distributed import DistInfo
 from formula_gan.training.gan_config import load_gan_config
 from formula_gan.training.gan_loop import setup_parts
 from formula_gan.training.gan_step import gan_step, step_generator

@@ -131,7 +131,7 @@ done
 # ---- 3. the table and the plot -------------------------------------------------------------
 python3 - "$SCALE" "$RUNS" "$RESULTS" $ROWS <<'EOF'
 import json, sys
-from formula_gan.evaluation import plot_curves, read_log, results_table, write_report
+from formula_gan.reports import plot_curves, read_log, results_table, write_report
 
 scale, runs, results, *rows = sys.argv[1:]
 scores = [(r, json.load(open(f"{runs}/{r}/score/score.json"))) for r in rows]

@@ -150,7 +150,7 @@ done
 # ---- 4. the table and the plots --------------------------------------------------------
 python3 - "$SCALE" "$RUNS" "$RESULTS" "$BEAM" "$NORM" "${ROWS[@]}" <<'EOF'
 import json, sys
-from formula_gan.evaluation import plot_curves, read_log, results_table, write_report
+from formula_gan.reports import plot_curves, read_log, results_table, write_report
 
 scale, runs, results, beam, norm, *rows = sys.argv[1:]
 metrics = [(r, json.load(open(f"{results}/table2_{scale}_{r}.json"))["metrics"]) for r in rows]

@@ -8,7 +8,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from formula_gan.data.images import paper_to_ink
-from formula_gan.models.recognizer import Recognizer, RecognizerModelConfig, reverse_targets
+from formula_gan.models.recognizer import RecognizerModel, RecognizerModelConfig, reverse_targets
 
 PAD, SOS, EOS = 0, 1, 2
 CHARS = list("0123456789+-=")
@@ -61,7 +61,7 @@ def test_reverse_targets_by_hand():
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_shapes_loss_and_decoding(decoder, bidirectional):
     torch.manual_seed(0)
-    model = Recognizer(VOCAB, tiny_cfg(decoder, bidirectional=bidirectional))
+    model = RecognizerModel(VOCAB, tiny_cfg(decoder, bidirectional=bidirectional))
     images, masks, tokens, lengths = digit_images(["12", "3+4", "5"])
     masks[2, :, 40:] = False  # a padded image
     out = model(images, masks, tokens, lengths)
@@ -81,7 +81,7 @@ def test_shapes_loss_and_decoding(decoder, bidirectional):
 @pytest.mark.parametrize("decoder", ["gru", "transformer"])
 def test_batched_decoding_equals_one_by_one(decoder):
     torch.manual_seed(1)
-    model = Recognizer(VOCAB, tiny_cfg(decoder)).eval()
+    model = RecognizerModel(VOCAB, tiny_cfg(decoder)).eval()
     images, masks, *_ = digit_images(["12", "3+4", "5", "678"])
     batched = model.decode(images, masks, beam=3)
     single = [model.decode(images[i : i + 1], masks[i : i + 1], beam=3)[0] for i in range(4)]
@@ -90,7 +90,7 @@ def test_batched_decoding_equals_one_by_one(decoder):
 
 def test_bf16_autocast_forward():
     """The AMP path used on GPUs (bf16 autocast) also runs here on the CPU; the loss stays float32."""
-    model = Recognizer(VOCAB, tiny_cfg("transformer"))
+    model = RecognizerModel(VOCAB, tiny_cfg("transformer"))
     images, masks, tokens, lengths = digit_images(["12", "3+4"])
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(images, masks, tokens, lengths)
@@ -103,7 +103,7 @@ def test_tiny_recognizer_learns_to_read(decoder):
     torch.manual_seed(0)
     strings = ["12", "305", "7", "4+8", "96", "1-5", "0=2", "83"]
     images, masks, tokens, lengths = digit_images(strings)
-    model = Recognizer(VOCAB, tiny_cfg(decoder))
+    model = RecognizerModel(VOCAB, tiny_cfg(decoder))
     opt = torch.optim.Adam(model.parameters(), 3e-3)
     refs = [tokens[i, : lengths[i]].tolist() for i in range(len(strings))]
     exprate = 0.0

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from formula_gan.cli import main
-from formula_gan.evaluation import plot_curves, read_log, results_table, write_report
+from formula_gan.reports import plot_curves, read_log, results_table, write_report
 
 SCRIPTS = ["scripts/reproduce_table1.sh", "scripts/reproduce_table2.sh"]
 

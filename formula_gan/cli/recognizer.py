@@ -75,7 +75,8 @@ def train(args: argparse.Namespace) -> int:
 
 def evaluate(args: argparse.Namespace) -> int:
     from formula_gan.errors import FormulaGanError
-    from formula_gan.evaluation import evaluate_checkpoint, format_table, write_json
+    from formula_gan.evaluation import evaluate_checkpoint
+    from formula_gan.reports import format_table, write_json
 
     if args.beam < 1:
         raise FormulaGanError(f"--beam must be at least 1, got {args.beam}")
@@ -91,7 +92,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def score(args: argparse.Namespace) -> int:
-    from formula_gan.evaluation import format_table, score_generator
+    from formula_gan.reports import format_table
+    from formula_gan.scoring.table1 import score_generator
 
     payload = score_generator(
         args.test, synthetic_dir=args.synthetic, generator=args.generator, formulas=args.formulas,

@@ -70,7 +70,7 @@ def reverse_targets(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.
     return teacher_forcing(rev, lengths, start=EOS, end=SOS)
 
 
-class Recognizer(nn.Module):
+class RecognizerModel(nn.Module):
     def __init__(self, vocab_size: int, cfg: RecognizerModelConfig | None = None) -> None:
         super().__init__()
         cfg = cfg or RecognizerModelConfig()

@@ -40,10 +40,6 @@ class GeneratorLoadError(FormulaGanError):
     """A generator file that is missing, unreadable, or not an exported generator."""
 
 
-class DeviceError(FormulaGanError):
-    """A device that this machine does not have."""
-
-
 @dataclass
 class LoadedGenerator:
     model: torch.nn.Module
@@ -71,31 +67,6 @@ DEFAULT_GENERATOR = Path(__file__).resolve().parents[1] / "weights" / "generator
 def default_generator() -> Path | None:
     """The packaged trained generator, or None while none ships."""
     return DEFAULT_GENERATOR if DEFAULT_GENERATOR.is_file() else None
-
-
-def resolve_device(name: str | None) -> torch.device:
-    """``None`` = CUDA when present else CPU; ``cuda`` under torchrun = this rank's local GPU."""
-    import os
-
-    if name is None or name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise DeviceError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from err
-    if device.type == "cpu":
-        return device
-    if device.type != "cuda":
-        raise DeviceError(f"device {name!r} is not supported (use cpu, cuda or cuda:N)")
-    if not torch.cuda.is_available():
-        raise DeviceError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__}); use --device cpu")
-    count = torch.cuda.device_count()
-    index = device.index
-    if index is None:
-        index = int(os.environ.get("LOCAL_RANK", "0"))  # one process per GPU under torchrun
-    if index >= count:
-        raise DeviceError(f"--device {name}: GPU {index} requested, this machine has {count}")
-    return torch.device("cuda", index)
 
 
 def load(path: str | Path, device: torch.device) -> LoadedGenerator:

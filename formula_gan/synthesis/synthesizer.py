@@ -35,6 +35,7 @@ from formula_gan.config import to_dict
 from formula_gan.data.images import encode_png
 from formula_gan.data.jobs import ShardedJob, ShardResult, env_rank
 from formula_gan.data.shards import Sample, shard_name
+from formula_gan.devices import resolve_device
 from formula_gan.errors import FormulaGanError
 from formula_gan.synthesis.config import SynthesisConfig
 from formula_gan.synthesis.generation import (
@@ -43,7 +44,6 @@ from formula_gan.synthesis.generation import (
     LoadedGenerator,
     default_generator,
     load,
-    resolve_device,
     untrained_generator,
 )
 from formula_gan.data.render_job import OUTPUT_SETTINGS, RenderItem, derive_seed, sample_key
@@ -125,6 +125,8 @@ class Synthesizer:
                 )
         if batch_size < 1 or render_workers < 1 or render_batch < 1:
             raise FormulaGanError("batch size, render workers and render batch must be at least 1")
+        if cpu_threads is not None and cpu_threads < 1:
+            raise FormulaGanError(f"cpu threads must be at least 1, got {cpu_threads}")
         self.config = config or SynthesisConfig()
         self.device = resolve_device(device)
         self.gen: LoadedGenerator = untrained_generator(self.device) if untrained else load(generator, self.device)

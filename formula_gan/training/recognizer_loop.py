@@ -29,7 +29,7 @@ from formula_gan import __version__
 from formula_gan.config import dump_yaml, from_dict, to_dict
 from formula_gan.errors import FormulaGanError
 from formula_gan.evaluation import CHECKPOINT_KIND, autocast_for, run_evaluation
-from formula_gan.models.recognizer import Recognizer
+from formula_gan.models.recognizer import RecognizerModel
 from formula_gan.training.checkpoint import rng_state, set_rng_state
 from formula_gan.training.distributed import DistInfo, setup_distributed, wrap_ddp
 from formula_gan.training.recognizer_config import OptimConfig, RecognizerRunConfig
@@ -192,7 +192,7 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
     vocab = build_vocab(cfg)
 
     torch.manual_seed(cfg.train.seed + d.rank)
-    model = Recognizer(len(vocab), cfg.model).to(d.device)
+    model = RecognizerModel(len(vocab), cfg.model).to(d.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     step, best, best_wer = 0, -1.0, float("inf")  # best validation ExpRate; its WER breaks ties
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
