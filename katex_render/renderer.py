@@ -78,6 +78,9 @@ from katex_render.styles import Style, StyleConfig, check_style
 ORIGIN = "http://katex.local"
 ASSETS = Path(__file__).resolve().parent / "assets"
 KATEX_DIR = Path(__file__).resolve().parent / "node_modules" / "katex" / "dist"
+# Browser profiles are temporary folders named after the process that owns them, so that
+# the next renderer can remove those of a process that was killed (kill -9 runs no cleanup).
+PROFILE_PREFIX = "katex-render-"
 
 RenderResult = tuple["np.ndarray | None", "str | None"]  # (uint8 [h, w] dark ink on white, None) or (None, reason)
 
@@ -113,17 +116,30 @@ class RendererConfig:
     max_group_depth: int = 100
     # A formula (without padding) larger than this in either direction is rejected.
     max_side: int = 8000
+    # A formula whose box (without padding) covers more pixels than this is rejected
+    # by the page before it is captured: a few hundred characters of \def-built matrix
+    # lay out at 7,000 x 6,000 px (~1 GB to capture and decode). 4 Mpx is ten times
+    # the largest of 100,000 im2latex formulas at 50 px.
+    max_pixels: int = 4_000_000
     # Pixels darker than this are ink (the tight crop keeps every pixel that
     # differs visibly from white paper).
     ink_threshold: int = 250
 
     def __post_init__(self) -> None:
-        if self.workers < 1 or self.batch_size < 1:
-            raise ValueError("workers and batch_size must be at least 1")
-        if self.page_width < 64 or self.sheet_height < 64:
-            raise ValueError("page_width and sheet_height must be at least 64 px")
-        if not 1 <= self.ink_threshold <= 255:
-            raise ValueError("ink_threshold must be in 1..255")
+        # (name, value, low, high): every setting has a range, checked before any work
+        ranges = [
+            ("workers", self.workers, 1, 64), ("batch_size", self.batch_size, 1, 100_000),
+            ("page_width", self.page_width, 64, 16_384), ("sheet_height", self.sheet_height, 64, 16_384),
+            ("timeout_s", self.timeout_s, 0.001, 86_400), ("per_formula_timeout_s", self.per_formula_timeout_s, 0, 3600),
+            ("launch_timeout_s", self.launch_timeout_s, 0.1, 3600), ("recycle_every", self.recycle_every, 1, 10**9),
+            ("max_retries", self.max_retries, 0, 100), ("max_size", self.max_size, 0.001, 10_000),
+            ("max_expand", self.max_expand, 0, 10**9), ("max_group_depth", self.max_group_depth, 1, 10_000),
+            ("max_side", self.max_side, 1, 65_535), ("max_pixels", self.max_pixels, 1, 10**9),
+            ("ink_threshold", self.ink_threshold, 1, 255),
+        ]
+        for name, value, low, high in ranges:
+            if not low <= value <= high:  # also false for NaN
+                raise ValueError(f"{name} must be in {low}..{high}, got {value}")
 
 
 @dataclass
@@ -171,7 +187,7 @@ class _Browser:
         return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
 
     async def start(self) -> None:
-        self.profile = tempfile.mkdtemp(prefix="katex-render-")
+        self.profile = tempfile.mkdtemp(prefix=f"{PROFILE_PREFIX}{os.getpid()}-")
         port_file = Path(self.profile) / "DevToolsActivePort"
         cmd = [str(self.executable), "--headless", "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
                f"--user-data-dir={self.profile}", *launch_args(), "about:blank"]
@@ -259,6 +275,8 @@ class _Browser:
                         "maxExpand": cfg.max_expand},
             "pageWidth": cfg.page_width,
             "sheetHeight": cfg.sheet_height,
+            "maxSide": cfg.max_side,
+            "maxPixels": cfg.max_pixels,
         }
         layout = await self.page.evaluate("(arg) => formulaGan.renderBatch(arg)", arg)
         sheets: list[bytes] = []
@@ -295,7 +313,7 @@ class _Browser:
             await asyncio.get_running_loop().run_in_executor(None, self.proc.wait)
             self.proc = None
         if self.profile is not None:
-            shutil.rmtree(self.profile, ignore_errors=True)
+            remove_profile(Path(self.profile))
             self.profile = None
 
     async def restart(self) -> None:
@@ -339,6 +357,48 @@ def _die_with_parent() -> Callable[[], None] | None:
         prctl(pr_set_pdeathsig, signal.SIGKILL)
 
     return hook
+
+
+def remove_stale_profiles(tmp_dir: str | Path | None = None) -> list[Path]:
+    """Delete the browser profiles left by renderer processes that no longer run (a job
+    killed with SIGKILL runs no cleanup). A profile whose owner still runs, or that
+    belongs to another user, is left alone."""
+    removed = []
+    for path in Path(tmp_dir or tempfile.gettempdir()).glob(f"{PROFILE_PREFIX}*-*"):
+        owner = path.name[len(PROFILE_PREFIX):].split("-", 1)[0]
+        if not owner.isdigit() or int(owner) == os.getpid() or _is_running(int(owner)):
+            continue
+        try:
+            if path.lstat().st_uid != os.getuid() or not path.is_dir():
+                continue
+        except FileNotFoundError:
+            continue  # another renderer removed it first
+        remove_profile(path)
+        removed.append(path)
+    return removed
+
+
+def remove_profile(profile: Path) -> None:
+    """Delete a browser profile and the folder of Chromium's singleton socket, which
+    Chromium makes in the temporary folder (``org.chromium.Chromium.*``; the socket's
+    path is too long for a Unix socket inside the profile) and links from the profile."""
+    try:
+        socket_dir = Path(os.readlink(profile / "SingletonSocket")).parent
+    except OSError:
+        socket_dir = None  # never started, or already gone
+    if socket_dir is not None and socket_dir.name.startswith("org.chromium.Chromium."):
+        shutil.rmtree(socket_dir, ignore_errors=True)  # ignore_errors: removal may race another renderer's
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _load_assets() -> dict[str, tuple[bytes, str]]:
@@ -389,7 +449,8 @@ def _decode_sheet(data: bytes) -> np.ndarray:
         return np.asarray(img)  # [H, W] uint8
 
 
-def _cut(capture: _Capture, paddings: Sequence[int], threshold: int, max_side: int) -> list[RenderResult]:
+def _cut(capture: _Capture, paddings: Sequence[int], threshold: int, max_side: int,
+         max_pixels: int) -> list[RenderResult]:
     sheets = [_decode_sheet(data) for data in capture.sheets]
     masks = [sheet < threshold for sheet in sheets]  # once per sheet, not once per box
     out: list[RenderResult] = []
@@ -397,11 +458,15 @@ def _cut(capture: _Capture, paddings: Sequence[int], threshold: int, max_side: i
         if "error" in item:
             out.append((None, f"KaTeX: {item['error']}"))
             continue
+        if "oversize" in item:  # refused by the page before capture (max_side, max_pixels)
+            w, h = item["oversize"]
+            out.append((None, f"too large: {w} x {h} px (max_side {max_side}, max_pixels {max_pixels})"))
+            continue
         result = crop_sheet(sheets[item["sheet"]], item, padding, threshold, masks[item["sheet"]])
         image = result[0]
         if image is not None and max(image.shape) - 2 * padding > max_side:
             out.append((None, f"too large: {image.shape[1] - 2 * padding} x {image.shape[0] - 2 * padding} px "
-                              f"(max_side {max_side})"))
+                              f"(max_side {max_side}, max_pixels {max_pixels})"))
         else:
             out.append(result)
     return out
@@ -454,6 +519,7 @@ class Renderer:
     def start(self) -> None:
         if self._loop is not None:
             return
+        remove_stale_profiles()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="katex-render", daemon=True)
         self._thread.start()
@@ -489,6 +555,13 @@ class Renderer:
             self._free.put_nowait(b)
 
     async def _stop(self) -> None:
+        # Batches still in flight (the caller was interrupted, or gave up on a result) are
+        # cancelled and awaited first: a coroutine left pending on a closed loop prints
+        # "Event loop is closed" tracebacks when it is collected.
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
         await asyncio.gather(*(b.close() for b in self._browsers), return_exceptions=True)
         if self._pw_manager is not None:
             await self._pw_manager.__aexit__(None, None, None)
@@ -574,7 +647,8 @@ class Renderer:
             self._stats["batches"] += 1
             loop = asyncio.get_running_loop()
             # Decode and crop in a thread: the browser is already free for the next batch.
-            return await loop.run_in_executor(self._decoder, _cut, capture, paddings, cfg.ink_threshold, cfg.max_side)
+            return await loop.run_in_executor(self._decoder, _cut, capture, paddings, cfg.ink_threshold, cfg.max_side,
+                                              cfg.max_pixels)
         if len(batch) == 1:
             return [(None, reason)]
         self._stats["splits"] += 1

@@ -71,18 +71,28 @@
       }
     }
     await document.fonts.ready;  // a face first used by this batch
-    // One layout pass: read every box before writing any position.
+    // One layout pass: read every box before writing any position. A box over the
+    // caller's size caps is refused here, before anything is captured (its pixels
+    // would cost far more memory than the whole rest of the batch).
     const boxes = new Array(n).fill(null);
+    const oversize = new Array(n).fill(null);
     for (let i = 0; i < n; i++) {
       if (!hosts[i]) continue;
       const r = hosts[i].getBoundingClientRect();
+      const w = Math.ceil(r.width), h = Math.ceil(r.height);
+      if (w > arg.maxSide || h > arg.maxSide || w * h > arg.maxPixels) {
+        oversize[i] = [w, h];
+        hosts[i].remove();
+        continue;
+      }
       const m = arg.items[i].margin;
-      boxes[i] = { w: Math.ceil(r.width) + 2 * m, h: Math.ceil(r.height) + 2 * m };
+      boxes[i] = { w: w + 2 * m, h: h + 2 * m };
     }
     const sheets = pack(boxes, arg.pageWidth, arg.sheetHeight);
     const out = new Array(n);
     for (let i = 0; i < n; i++) {
       if (errors[i] !== null) { out[i] = { error: errors[i] }; continue; }
+      if (oversize[i] !== null) { out[i] = { oversize: oversize[i] }; continue; }
       const b = boxes[i], m = arg.items[i].margin;
       hosts[i].style.transform = `translate(${b.x + m}px, ${b.y + m}px)`;
       hosts[i].dataset.sheet = String(b.sheet);
