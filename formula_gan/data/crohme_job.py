@@ -94,8 +94,19 @@ class CrohmeConfig:
     shard_size: int = 1000  # samples per shard: CROHME train -> 9 shards
     workers: int = 1
 
+    def __post_init__(self) -> None:
+        for name, value, low, high in (("workers", self.workers, 1, 256), ("shard_size", self.shard_size, 1, 10**6),
+                                       ("padding", self.padding, 0, 1024)):
+            if not low <= value <= high:
+                raise FormulaGanError(f"{name} must be in {low}..{high}, got {value}")
+        if self.pen_width is not None and not 0.1 <= self.pen_width <= 64:  # also false for NaN
+            raise FormulaGanError(f"pen_width must be in 0.1..64 px, got {self.pen_width}")
+
     def raster(self) -> RasterConfig:
-        return RasterConfig(normalize=self.normalize, pen_width=self.pen_width, padding=self.padding)  # type: ignore[arg-type]
+        try:
+            return RasterConfig(normalize=self.normalize, pen_width=self.pen_width, padding=self.padding)  # type: ignore[arg-type]
+        except ValueError as err:
+            raise FormulaGanError(str(err)) from err
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Iterator
 from PIL import Image
 
 from formula_gan.data.images import decode_png
-from formula_gan.data.jobs import shard_paths
+from formula_gan.data.jobs import shard_paths, verify
 from formula_gan.data.shards import atomic_write_bytes, read_shard
 from formula_gan.errors import FormulaGanError
 
@@ -54,6 +54,9 @@ def export_shards(shard_dir: str | Path, out_dir: str | Path, fmt: str, *, split
     marker = out / ("formulas.lst" if fmt == "im2latex" else "caption.txt")
     if marker.exists():
         raise FormulaGanError(f"{out} already holds an export ({marker.name}); choose another --out")
+    # Every shard as its manifest promises (size, sha256, sample count, each PNG decodes)
+    # before anything is written: an export is a copy other tools trust.
+    verify(shard_dir, samples=True)
     img_dir = out / ("images" if fmt == "im2latex" else "img")
     img_dir.mkdir(parents=True, exist_ok=True)
     lines: list[str] = []

@@ -8,10 +8,11 @@ file level is treated as untrusted input: a file that cannot be used raises
 ``InkmlError`` with a short ``kind`` (for counting) and a readable reason, and
 never anything else, so that a batch job can record it and go on.
 
-Safety: the XML is parsed by the standard library's expat-based ElementTree,
-which never fetches external entities; on top of that, files above a size limit
-and files with a DOCTYPE (the only way to declare entities, hence "billion
-laughs" expansion) are refused before parsing, in the spirit of defusedxml.
+Safety: files above a size limit are refused before parsing, and the XML is
+parsed by ``defusedxml`` with DTDs forbidden: a DOCTYPE (the only way to declare
+entities, hence "billion laughs" expansion and external entities) is refused by
+the parser itself, whatever the file's encoding (a byte search for "<!DOCTYPE"
+misses it in a UTF-16 file).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import defusedxml.ElementTree as SafeET
 import numpy as np
+from defusedxml import DefusedXmlException
 
 from formula_gan.errors import FormulaGanError
 
@@ -104,11 +107,11 @@ def _parse_root(data: bytes, max_bytes: int) -> ET.Element:
         raise InkmlError("too-large", f"file is {len(data)} bytes, above the limit of {max_bytes}")
     if not data.strip():
         raise InkmlError("malformed-xml", "malformed XML: the file is empty")
-    if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
-        raise InkmlError("malformed-xml", "malformed XML: DOCTYPE/ENTITY declarations are not accepted in InkML input")
     try:
-        root = ET.fromstring(data)
-    except ET.ParseError as err:
+        root = SafeET.fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as err:  # DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
+        raise InkmlError("malformed-xml", "malformed XML: DOCTYPE/ENTITY declarations are not accepted in InkML input") from err
+    except (ET.ParseError, ValueError) as err:  # ValueError: an encoding expat cannot read ("UTF-16-LE")
         raise InkmlError("malformed-xml", f"malformed XML: {err}") from err
     if _local(root.tag) != "ink":
         raise InkmlError("malformed-xml", f"malformed InkML: root element is <{_local(root.tag)}>, not <ink>")

@@ -22,8 +22,13 @@ from __future__ import annotations
 
 from formula_gan.errors import FormulaGanError
 
+import contextlib
+import errno
 import json
 import os
+import re
+import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Iterable, Iterator, TypeVar
@@ -47,8 +52,43 @@ JOB = "job.json"
 FORMAT = "formula-gan-shards/1"
 
 
+# A killed run's temporaries of the folder-wide files (job.json, manifest.json, ...),
+# named ".<name>.tmp-<pid>" by atomic_write_bytes. They are removed when their writer is
+# gone and they are older than a write could take: another rank may be writing its own.
+_FOLDER_TEMPORARY = re.compile(r"^\.(?!shard-)[^/]+\.tmp-(\d+)$")
+STALE_AFTER_S = 60.0
+
+
 class JobMismatchError(FormulaGanError):
     """The output folder already holds a different job."""
+
+
+class DiskFullError(FormulaGanError):
+    """The output folder's file system is full (or its quota is used up)."""
+
+
+@contextlib.contextmanager
+def disk_space_for(folder: str | Path, what: str, need: int) -> Iterator[None]:
+    """Turn a full disk while writing ``what`` (about ``need`` bytes) into one clear error.
+    The writers (ShardWriter, atomic_write_bytes) have removed their half files by then."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        free = shutil.disk_usage(folder).free
+        raise DiskFullError(
+            f"no space left in {folder} for {what}: {_size(free)} free, it needs about {_size(need)}; "
+            "free some space and rerun the same command to resume (finished shards are kept)"
+        ) from err
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 100_000 else f"{n / 1e3:.0f} kB"
+
+
+def _is_retryable(record: dict[str, Any]) -> bool:
+    return bool(record.get("retryable"))
 
 
 @dataclass
@@ -97,12 +137,14 @@ class ShardedJob:
     # ---- set-up ---------------------------------------------------------------------
     def open(self) -> "ShardedJob":
         """Create the folder or check that it holds this same job (before any work)."""
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise JobMismatchError(f"{self.out_dir} is a file, not a folder; choose another --out")
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / JOB
         if path.exists():
             try:
                 existing = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
                 raise JobMismatchError(f"{path} is not valid JSON ({err}); remove the folder or choose another --out") from err
             if existing != self.job:
                 diff = _first_difference(existing, self.job)
@@ -114,16 +156,28 @@ class ShardedJob:
         else:
             if any(p.suffix == ".tar" for p in self.out_dir.iterdir()):
                 raise JobMismatchError(f"{self.out_dir} holds shards but no {JOB}; choose an empty folder")
-            atomic_write_json(path, self.job)
+            self._remove_stale_temporaries()
+            with disk_space_for(self.out_dir, JOB, 4096):
+                atomic_write_json(path, self.job)
         return self
 
     def _remove_stale_temporaries(self) -> None:
-        """Delete half-written files of this rank's shards (a killed run leaves them):
-        only this rank writes those shards, and it is starting now, so none is live."""
+        """Delete half-written files a killed run left: those of this rank's shards (only
+        this rank writes them, and it is starting now, so none is live), and those of the
+        folder-wide files whose writer no longer runs."""
         for tmp in self.out_dir.glob(".shard-*.tmp-*"):
             index = shard_index(tmp.name[1:].split(".tmp-")[0].replace(".json", ".tar"))
             if index is not None and self.is_mine(index):
                 tmp.unlink(missing_ok=True)
+        for tmp in self.out_dir.glob(".*.tmp-*"):
+            match = _FOLDER_TEMPORARY.match(tmp.name)
+            if match is None or _pid_alive(int(match.group(1))):
+                continue
+            try:
+                if time.time() - tmp.stat().st_mtime > STALE_AFTER_S:
+                    tmp.unlink()
+            except FileNotFoundError:
+                continue  # another rank removed it first
 
     # ---- planning -------------------------------------------------------------------
     def is_complete(self, index: int) -> bool:
@@ -131,6 +185,15 @@ class ShardedJob:
 
     def is_mine(self, index: int) -> bool:
         return index % self.world_size == self.rank
+
+    def needs_retry(self, index: int) -> bool:
+        """A complete shard some of whose rejects were retryable (timeouts, a dead browser:
+        the machine's state, not the input's fault) is done again by the next run."""
+        try:
+            info = json.loads((self.out_dir / _sidecar(index)).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise ShardError(f"{self.out_dir / _sidecar(index)}: unreadable ({err}); remove it to redo the shard") from err
+        return bool(info.get("retryable"))
 
     def pending(self, items: Iterable[T]) -> Iterator[Chunk[T]]:
         """Group the item stream into shards and yield the ones this rank still has to do.
@@ -144,7 +207,7 @@ class ShardedJob:
         for item in items:
             if count // self.items_per_shard != index:
                 index = count // self.items_per_shard
-                wanted = self.is_mine(index) and not self.is_complete(index)
+                wanted = self.is_mine(index) and (not self.is_complete(index) or self.needs_retry(index))
             count += 1
             if wanted:
                 chunk.append(item)
@@ -164,19 +227,26 @@ class ShardedJob:
     def commit(self, index: int, result: ShardResult) -> dict[str, Any]:
         """Write shard ``index`` atomically, then its sidecar; return the sidecar."""
         path = self.out_dir / shard_name(index)
-        with ShardWriter(path) as writer:
-            for sample in result.samples:
-                writer.write(sample)
-        info = {
-            "name": path.name,
-            "samples": writer.count,
-            "rejected": len(result.rejects),
-            "bytes": path.stat().st_size,
-            "sha256": sha256_file(path),
-            "rejects": result.rejects,
-            "stats": result.stats,
-        }
-        atomic_write_json(self.out_dir / _sidecar(index), info)
+        # A shard done again (a retry) is not complete, nor the set finished, until it is
+        # written: the old sidecar and manifest go first, so a kill in between redoes it.
+        (self.out_dir / _sidecar(index)).unlink(missing_ok=True)
+        (self.out_dir / MANIFEST).unlink(missing_ok=True)
+        need = sum(len(s.png) + 2048 for s in result.samples) + 1024 * (len(result.rejects) + 1)
+        with disk_space_for(self.out_dir, path.name, need):
+            with ShardWriter(path) as writer:
+                for sample in result.samples:
+                    writer.write(sample)
+            info = {
+                "name": path.name,
+                "samples": writer.count,
+                "rejected": len(result.rejects),
+                "retryable": sum(map(_is_retryable, result.rejects)),
+                "bytes": path.stat().st_size,
+                "sha256": sha256_file(path),
+                "rejects": result.rejects,
+                "stats": result.stats,
+            }
+            atomic_write_json(self.out_dir / _sidecar(index), info)
         return info
 
     def finalize(self, extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -200,20 +270,51 @@ class ShardedJob:
             "job": self.job,
             **(extra or {}),
         }
-        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects)
-        atomic_write_bytes(self.out_dir / REJECTS, lines.encode("utf-8"))
-        atomic_write_json(self.out_dir / MANIFEST, manifest)
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects).encode("utf-8")
+        with disk_space_for(self.out_dir, f"{REJECTS} and {MANIFEST}", len(lines) + 1024 * (total + 1)):
+            atomic_write_bytes(self.out_dir / REJECTS, lines)
+            atomic_write_json(self.out_dir / MANIFEST, manifest)
         return manifest
 
 
 def load_manifest(shard_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a finished shard set, checked for what readers rely on (a list of
+    shards, each with a shard file name, sample count, size and sha256)."""
     path = Path(shard_dir) / MANIFEST
     if not path.is_file():
         raise ShardError(f"{shard_dir}: no {MANIFEST} (not a finished shard set)")
-    manifest = json.loads(path.read_text(encoding="utf-8"))
-    if manifest.get("format") != FORMAT:
-        raise ShardError(f"{path}: unknown format {manifest.get('format')!r}")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as err:  # ValueError: bad JSON or bad UTF-8
+        raise ShardError(f"{path}: unreadable or not valid JSON (truncated?): {err}") from err
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise ShardError(f"{path}: unknown format {found!r}")
+    shards = manifest.get("shards")
+    if not isinstance(shards, list):
+        raise ShardError(f"{path}: no list of shards")
+    for i, info in enumerate(shards):
+        problem = _shard_entry_problem(info)
+        if problem:
+            raise ShardError(f"{path}: shard entry {i}: {problem}")
     return manifest
+
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _shard_entry_problem(info: Any) -> str | None:
+    if not isinstance(info, dict):
+        return "not an object"
+    if not isinstance(info.get("name"), str) or shard_index(info["name"]) is None:
+        return f"name {info.get('name')!r} is not a shard file name (shard-NNNNNN.tar)"
+    for key in ("samples", "bytes"):
+        value = info.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            return f"{key} {value!r} is not a count"
+    if not isinstance(info.get("sha256"), str) or not _SHA256.match(info["sha256"]):
+        return f"sha256 {info.get('sha256')!r} is not a sha256 digest"
+    return None
 
 
 def shard_paths(shard_dir: str | Path) -> list[Path]:
@@ -222,15 +323,49 @@ def shard_paths(shard_dir: str | Path) -> list[Path]:
     return [Path(shard_dir) / s["name"] for s in manifest["shards"]]
 
 
-def verify(shard_dir: str | Path) -> None:
-    """Check every shard's size and checksum against the manifest."""
+@dataclass
+class VerifyReport:
+    shards: int
+    samples: int
+    bytes: int
+
+
+def verify(shard_dir: str | Path, *, samples: bool = False) -> VerifyReport:
+    """Check every shard against the manifest: present, its size and sha256; with
+    ``samples`` also read every sample (count as listed, each PNG decodes, each JSON
+    parses). Raises ``ShardError`` naming the first shard that differs."""
+    from PIL import Image  # pillow and numpy: only for the commands that verify
+
+    from formula_gan.data.images import decode_png
+    from formula_gan.data.shards import read_shard
+
     manifest = load_manifest(shard_dir)
+    report = VerifyReport(0, 0, 0)
     for info in manifest["shards"]:
         path = Path(shard_dir) / info["name"]
         if not path.is_file():
-            raise ShardError(f"{path}: missing")
-        if path.stat().st_size != info["bytes"] or sha256_file(path) != info["sha256"]:
-            raise ShardError(f"{path}: size or checksum differs from {MANIFEST} (truncated or modified)")
+            raise ShardError(f"{path}: missing (listed in {MANIFEST})")
+        size = path.stat().st_size
+        if size != info["bytes"]:
+            raise ShardError(f"{path}: {size} bytes, {MANIFEST} says {info['bytes']} (truncated or modified)")
+        if sha256_file(path) != info["sha256"]:
+            raise ShardError(f"{path}: sha256 differs from {MANIFEST} (modified or corrupt)")
+        if samples:
+            count = 0
+            for sample in read_shard(path):
+                try:
+                    decode_png(sample.png)
+                # pillow's errors for a bad file: UnidentifiedImageError (an OSError), SyntaxError
+                # (a broken chunk), DecompressionBombError (a huge declared size)
+                except (ValueError, OSError, SyntaxError, Image.DecompressionBombError) as err:
+                    raise ShardError(f"{path}: sample {sample.key!r}: the PNG does not decode ({err})") from err
+                count += 1
+            if count != info["samples"]:
+                raise ShardError(f"{path}: {count} samples, {MANIFEST} says {info['samples']}")
+        report.shards += 1
+        report.samples += info["samples"]
+        report.bytes += size
+    return report
 
 
 def _sidecar(index: int) -> str:
@@ -243,6 +378,16 @@ def _first_difference(a: Any, b: Any, where: str = "") -> str:
             if a.get(key) != b.get(key):
                 return _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else key)
     return f"{where or 'job'}: {json.dumps(a)[:80]} here, {json.dumps(b)[:80]} now"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def env_rank() -> tuple[int, int]:

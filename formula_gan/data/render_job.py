@@ -41,14 +41,22 @@ from formula_gan.data.jobs import Chunk, ShardResult, ShardedJob, env_rank
 from formula_gan.data.shards import Sample, sha256_file, shard_name
 from formula_gan.data.vocab import Vocab
 from formula_gan.errors import FormulaGanError
-from katex_render.normalize import Normalizer, load_vocab, normalize_formulas, reason_category, tokens_to_latex
+from katex_render.normalize import (
+    TIMEOUT_REASON,
+    Normalizer,
+    load_vocab,
+    normalize_formulas,
+    reason_category,
+    tokens_to_latex,
+)
 from katex_render.readers import Reject, SourceFormula, read_formulas
 from katex_render.renderer import RenderConfig, Renderer
 from katex_render.styles import Style, StyleConfig, sample_style
 
 # Renderer settings that change the pixels (the rest, like workers and batch
 # size, change only the speed and may differ between a run and its resume).
-OUTPUT_SETTINGS = ("strict", "max_size", "max_expand", "display_mode", "max_group_depth", "max_side", "ink_threshold")
+OUTPUT_SETTINGS = ("strict", "max_size", "max_expand", "display_mode", "max_group_depth", "max_side", "max_pixels",
+                   "ink_threshold")
 
 
 # ---- the pieces other jobs (synthesis) reuse ---------------------------------------
@@ -112,11 +120,21 @@ def plan_items(accepted: Iterable[tuple[SourceFormula, list[str]] | Reject], sty
 
 
 def reject_record(source: str, latex: str, reason: str, variant: int | None = None) -> dict[str, Any]:
-    """One line of rejects.jsonl: {"source", "line", "input", "reason"} (+ "variant" for render rejects)."""
+    """One line of rejects.jsonl: {"source", "line", "input", "reason"} (+ "variant" for render rejects,
+    + "retryable": true for a reject that the next run of the job tries again)."""
     record = Reject(source, latex, reason).to_record()
     if variant is not None:
         record["variant"] = variant
+    if is_retryable(reason):
+        record["retryable"] = True
     return record
+
+
+def is_retryable(reason: str) -> bool:
+    """Rejects that depend on the machine's state, not on the input: a timeout (a loaded
+    machine) or a browser that died. Recording them as final would make them permanent,
+    since timeouts are no part of a job's identity; their shard is redone on a rerun."""
+    return reason == TIMEOUT_REASON or reason.startswith(("render: timed out", "render: the browser died"))
 
 
 def width_at_height(image: np.ndarray, height: int) -> float:
@@ -271,6 +289,8 @@ def run_render_job(spec: RenderJobSpec, config: RenderConfig | None = None, *, w
     from tqdm import tqdm
 
     config = config or RenderConfig()
+    if workers is not None and not 1 <= workers <= 64:
+        raise FormulaGanError(f"workers must be in 1..64, got {workers}")  # before the folder is touched
     if rank is None or world_size is None:
         rank, world_size = env_rank()
     started = time.perf_counter()

@@ -60,11 +60,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary name in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # after a failed write (a full disk): no half file left behind
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
@@ -111,13 +114,22 @@ class ShardWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._tar is not None
-        self._tar.close()
-        if exc_type is not None:
+        try:
+            # close() writes the end-of-archive blocks and the buffered rest: on a full
+            # disk it fails too (again, after a failed write), and the half file must go
+            # either way, or it keeps the disk full for the rerun.
+            try:
+                self._tar.close()
+            except OSError:
+                if exc_type is None:
+                    raise
+                # else the block's own error is the one that propagates; this is its echo
+            if exc_type is None:
+                with open(self.tmp, "rb+") as f:
+                    os.fsync(f.fileno())
+                os.replace(self.tmp, self.path)
+        finally:
             self.tmp.unlink(missing_ok=True)
-            return
-        with open(self.tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp, self.path)
 
 
 def read_shard(path: str | Path) -> Iterator[Sample]:
@@ -138,7 +150,7 @@ def read_shard(path: str | Path) -> Iterator[Sample]:
                 if "png" in parts and "json" in parts:
                     del pending[key]
                     yield Sample(key, parts["png"], json.loads(parts["json"].decode("utf-8")))
-    except (tarfile.TarError, EOFError, OSError) as err:
+    except (tarfile.TarError, EOFError, OSError, ValueError, RecursionError) as err:  # ValueError: a bad .json member
         raise ShardError(f"{path}: cannot read shard ({err})") from err
     if pending:
         raise ShardError(f"{path}: samples without both .png and .json: {sorted(pending)[:5]}")
