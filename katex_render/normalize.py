@@ -16,6 +16,7 @@ unanswered formulas are sent again.
 from __future__ import annotations
 
 import collections
+import errno
 import json
 import os
 import queue
@@ -177,6 +178,12 @@ class Normalizer:
         batch_size: int = 4096,
         node: str | None = None,
     ) -> None:
+        # A value out of range would reject every formula (a negative timeout times out
+        # at once): an error before any work, naming the setting.
+        for name, value, low, high in (("timeout_s", timeout_s, 0.001, 86_400), ("max_chars", max_chars, 1, 10**7),
+                                       ("max_expand", max_expand, 0, 10**9), ("batch_size", batch_size, 1, 10**6)):
+            if not low <= value <= high:  # also false for NaN
+                raise KatexRenderError(f"normalizer: {name} must be in {low}..{high}, got {value}")
         self.timeout_s = timeout_s
         self.max_chars = max_chars
         self.max_expand = max_expand
@@ -524,12 +531,14 @@ def normalize_file(
     """
     if output_format not in ("txt", "jsonl"):
         raise KatexRenderError(f"unknown output format {output_format!r}: use txt or jsonl")
+    check_outputs({"--out": out, "--rejects": rejects}, {"the input": input, "--filter-list": filter_list})
     summary = NormalizeSummary()
     started = time.perf_counter()
     own = normalizer is None
     norm = normalizer or Normalizer()
-    out_f = _open_out(out)
-    rej_f = _open_out(rejects)
+    out_f = _Output.open(out)
+    rej_f = _Output.open(rejects)
+    done = False
     try:
         if own:
             norm.start()
@@ -551,19 +560,83 @@ def normalize_file(
                         out_f.write(json.dumps(record, ensure_ascii=False) + "\n")
             if progress is not None:
                 progress(1)
+        for f in (out_f, rej_f):
+            if f is not None:
+                f.commit()
+        done = True
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = Path(out or rejects or ".").resolve().parent
+        raise KatexRenderError(f"no space left in {where} ({shutil.disk_usage(where).free / 1e6:.1f} MB free); "
+                               "free some space and run the command again") from err
     finally:
         if own:
             norm.close()
-        for f in (out_f, rej_f):
-            if f is not None:
-                f.close()
+        if not done:
+            for f in (out_f, rej_f):
+                if f is not None:
+                    f.discard()
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _open_out(path: str | Path | None) -> IO[str] | None:
-    if path is None:
-        return None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("w", encoding="utf-8", newline="\n")
+def check_outputs(outputs: dict[str, str | Path | None], inputs: dict[str, str | Path | None]) -> None:
+    """Refuse, before anything is opened, an output that is one of the inputs or another
+    output (``--out c.txt`` for the input c.txt would empty it); names are the options'."""
+    named = [(name, Path(p)) for name, p in outputs.items() if p is not None and str(p) not in ("-", "/dev/stdout")]
+    for name, path in named:
+        for other, source in [(n, Path(p)) for n, p in inputs.items() if p is not None]:
+            if _same_file(path, source):
+                raise KatexRenderError(f"{name} {path} is also {other}: it would be overwritten by its own "
+                                       "output; choose another file name")
+        for other, source in named:
+            if other != name and _same_file(path, source):
+                raise KatexRenderError(f"{name} and {other} are the same file ({path}); give each its own")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)  # links and other spellings of one file too
+    return a.resolve() == b.resolve()
+
+
+class _Output:
+    """A text output written under a temporary name beside it and renamed over the
+    final name only when the run has finished: an interrupted or failed run leaves
+    the previous file as it was. Devices and pipes (standard output) are written directly."""
+
+    def __init__(self, path: Path, direct: bool):
+        self.path = path
+        self.tmp = path if direct else path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        self.direct = direct
+        self.file: IO[str] = self.tmp.open("w", encoding="utf-8", newline="\n")
+
+    @classmethod
+    def open(cls, path: str | Path | None) -> "_Output | None":
+        if path is None:
+            return None
+        path = Path(path)
+        direct = path.exists() and not path.is_file()  # /dev/stdout, a pipe
+        if not direct:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(path, direct)
+
+    def write(self, text: str) -> None:
+        self.file.write(text)
+
+    def commit(self) -> None:
+        self.file.close()
+        if not self.direct:
+            os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        try:
+            self.file.close()
+        except OSError:
+            # flushing the rest of a file that is thrown away failed (the disk is full):
+            # nothing is lost, and the error that stopped the run is the one to report
+            pass
+        finally:
+            if not self.direct:
+                self.tmp.unlink(missing_ok=True)

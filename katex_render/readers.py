@@ -147,6 +147,9 @@ def _from_json(source: str, text: str) -> SourceFormula | Reject:
         record = json.loads(text)
     except json.JSONDecodeError as err:
         return Reject(source, text, f"bad JSON: {err.msg} at column {err.colno}")
+    except RecursionError:
+        # the decoder recurses once per nesting level: 100,000 brackets are this line's problem only
+        return Reject(source, text, "bad JSON: nested too deep")
     if not isinstance(record, dict) or not isinstance(record.get("latex"), str):
         return Reject(source, text, 'bad JSON line: expected an object with a "latex" string')
     latex = record["latex"]
@@ -156,12 +159,25 @@ def _from_json(source: str, text: str) -> SourceFormula | Reject:
     return SourceFormula(latex.strip(), source)
 
 
-def _read_filter(filter_list: Path) -> tuple[bytearray, list[Reject]]:
-    """The selected 0-based line indices as a bitmap (an eighth of a byte per line
-    of the corpus, however long the list), and the rejects of bad filter lines."""
+def _count_lines(path: Path) -> int:
+    """Lines as ``_lines`` numbers them (a last line without a line end counts)."""
+    count, last = 0, b"\n"
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _read_filter(filter_list: Path, num_lines: int) -> tuple[bytearray, list[int], list[Reject]]:
+    """The selected 0-based line indices as a bitmap (an eighth of a byte per line of
+    the corpus, however long the list), the selected indices past the corpus's
+    ``num_lines`` lines (each a reject later; they never grow the bitmap, so a huge
+    index costs nothing), and the rejects of bad filter lines."""
     if not filter_list.is_file():
         raise KatexRenderError(f"filter list not found: {filter_list}")
-    selected = bytearray()
+    selected = bytearray((num_lines + 7) // 8)
+    past_end: set[int] = set()
     rejects = []
     with filter_list.open("rb") as f:
         for source, text, reason in _lines(f, filter_list.name):
@@ -174,14 +190,15 @@ def _read_filter(filter_list: Path) -> tuple[bytearray, list[Reject]]:
                 rejects.append(Reject(source, text, reason))
                 continue
             index = int(fields[1])
-            if index // 8 >= len(selected):
-                selected.extend(bytes(index // 8 + 1 - len(selected)))
+            if index >= num_lines:
+                past_end.add(index)
+                continue
             selected[index // 8] |= 1 << (index % 8)
-    return selected, rejects
+    return selected, sorted(past_end), rejects
 
 
 def _read_filtered(path: Path, filter_list: Path) -> Iterator[SourceFormula | Reject]:
-    selected, rejects = _read_filter(filter_list)
+    selected, past_end, rejects = _read_filter(filter_list, _count_lines(path))
     yield from rejects
 
     def is_selected(index: int) -> bool:
@@ -201,10 +218,9 @@ def _read_filtered(path: Path, filter_list: Path) -> Iterator[SourceFormula | Re
             else:
                 yield SourceFormula(text.strip(), source)
     # Indices past the end of the formulas file: each one is a reject, not a silent gap.
-    for index in range(count, len(selected) * 8):
-        if is_selected(index):
-            yield Reject(
-                f"{path.name}:{index + 1}",
-                "",
-                f"selected by {filter_list.name} (index {index}) but {path.name} has only {count} lines",
-            )
+    for index in past_end:
+        yield Reject(
+            f"{path.name}:{index + 1}",
+            "",
+            f"selected by {filter_list.name} (index {index}) but {path.name} has only {count} lines",
+        )
