@@ -9,13 +9,38 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import pkgutil
+import signal
 import sys
-from typing import Sequence
+import threading
+from typing import Any, Callable, Sequence
 
 from formula_gan import __version__
 from formula_gan.errors import FormulaGanError
 from katex_render.errors import KatexRenderError
+
+
+def number(kind: type[int] | type[float], low: float | None = None, high: float | None = None) -> Callable[[str], Any]:
+    """An argparse ``type`` for a numeric option with a range, so that a bad value is
+    argparse's one-line error naming the option, before any work
+    (``--workers 0`` -> "argument --workers: must be at least 1, got 0")."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if low is not None and value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 class IntermixedParser(argparse.ArgumentParser):
@@ -51,20 +76,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: the command unwinds as on Ctrl-C (browsers,
+    Node and temporary files are cleaned up by the same ``finally`` blocks)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or argparse's one-line error (printed already)
+        return int(stop.code or 0)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # signal handlers live in the main thread
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return int(args.func(args) or 0)
     except (FormulaGanError, KatexRenderError) as err:
         print(f"formula-gan {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"formula-gan {args.command}: terminated; rerun the same command to resume", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         print(f"formula-gan {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

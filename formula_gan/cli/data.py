@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from formula_gan.cli import number
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -22,11 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--normalize", choices=("height128", "symbol"), default="height128",
                    help="height128: whole expression 128 px high; symbol: symbols as high as rendered "
                         "formulas' at 32 px (default: height128)")
-    p.add_argument("--workers", type=int, default=1, help="parsing/rasterizing processes (default: 1)")
-    p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default: 1000)")
-    p.add_argument("--pen-width", type=float, default=None,
+    p.add_argument("--workers", type=number(int, 1, 256), default=1, help="parsing/rasterizing processes (default: 1)")
+    p.add_argument("--shard-size", type=number(int, 1, 10**6), default=1000, help="samples per shard (default: 1000)")
+    p.add_argument("--pen-width", type=number(float, 0.1, 64), default=None,
                    help="stroke width in output pixels (default: 3 for height128, 2.5 for symbol)")
-    p.add_argument("--padding", type=int, default=8, help="white margin in pixels (default: 8)")
+    p.add_argument("--padding", type=number(int, 0, 1024), default=8, help="white margin in pixels (default: 8)")
     p.add_argument("--vocab", default=None,
                    help="report tokens outside this vocabulary (a vocab .json or a shard folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from formula_gan.cli import number
+
 DESCRIPTION = """\
 Parse every formula of INPUT with KaTeX's parser and write it as one canonical,
 space-separated token sequence: `\\frac 1 2` and `\\frac{1}{2}` both give
@@ -61,11 +63,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="keep only formulas whose tokens are all in this vocabulary: a vocab .json "
                         "(a list, or an object with \"tokens\"), a text file with one token per line, "
                         "or a shard folder with manifest.json")
-    p.add_argument("--max-tokens", metavar="N", type=int, default=None,
+    p.add_argument("--max-tokens", metavar="N", type=number(int, 1), default=None,
                    help="keep only formulas of at most N tokens (the GAN paper uses 50)")
-    p.add_argument("--max-chars", metavar="N", type=int, default=4000,
+    p.add_argument("--max-chars", metavar="N", type=number(int, 1, 10**7), default=4000,
                    help="reject inputs longer than N characters before parsing (default: 4000)")
-    p.add_argument("--timeout", metavar="S", type=float, default=10.0,
+    p.add_argument("--timeout", metavar="S", type=number(float, 0.001, 86_400), default=10.0,
                    help="seconds one formula may take before it is rejected as 'timeout' (default: 10)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_normalize)
@@ -84,12 +86,15 @@ def _vocab(path: str) -> set[str]:
 def _normalize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from katex_render.normalize import Normalizer, normalize_file
+    from katex_render.normalize import Normalizer, check_outputs, normalize_file
 
     out = args.out or f"{Path(args.input).name}.norm.txt"
     to_stdout = out == "-"
     rejects = args.rejects or (f"{Path(args.input).name}.rejects.jsonl" if to_stdout else f"{out}.rejects.jsonl")
     output_format = "jsonl" if not to_stdout and Path(out).suffix.lower() in (".jsonl", ".ndjson") else "txt"
+    # before anything is read or opened: an output that is an input would be emptied
+    check_outputs({"--out": None if to_stdout else out, "--rejects": rejects},
+                  {"the input": args.input, "--filter-list": args.filter_list, "--vocab": args.vocab})
     vocab = _vocab(args.vocab) if args.vocab else None
     bar = tqdm(desc="normalize", unit=" formulas", disable=args.no_progress, file=sys.stderr)
     try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from formula_gan.cli import number
+
 _COMMON_EPILOG = (
     "Output: WebDataset shards shard-NNNNNN.tar (<key>.png 8-bit grayscale, dark ink on white; "
     "<key>.json with latex, tokens, source, domain, style, seed), manifest.json (counts, vocabulary, "
@@ -21,13 +23,13 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="INPUT", help="formulas: .txt (one per line), im2latex .lst, .jsonl with \"latex\", "
                    "or a folder of CROHME InkML files (their truth labels)")
     p.add_argument("--out", required=True, help="output shard folder (created; resumed when it holds this job)")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=number(int, 1, 64), default=None,
                    help="browser processes (default: renderer.workers of the config, 2)")
-    p.add_argument("--seed", type=int, default=0, help="job seed: styles derive from (seed, source, formula, variant)")
-    p.add_argument("--variants", type=int, default=1, help="images per formula, each with its own style (default: 1)")
+    p.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=0, help="job seed: styles derive from (seed, source, formula, variant)")
+    p.add_argument("--variants", type=number(int, 1, 10_000), default=1, help="images per formula, each with its own style (default: 1)")
     p.add_argument("--config", default=None,
                    help="render config YAML (default: configs/render.yaml when present, else built-in defaults)")
-    p.add_argument("--shard-size", type=int, default=1000, help="items per shard (default: 1000)")
+    p.add_argument("--shard-size", type=number(int, 1, 10**6), default=1000, help="items per shard (default: 1000)")
     p.add_argument("--format", dest="fmt", default="auto", choices=("auto", "txt", "lst", "jsonl"),
                    help="input format (default: by file extension)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -49,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_common(p)
     p.add_argument("--vocab", default=None, help="keep only formulas whose tokens are all in this vocabulary "
                                                  "(a vocab .json/.txt, or a shard folder / manifest.json)")
-    p.add_argument("--max-tokens", type=int, default=None, help="keep only formulas with at most N tokens")
+    p.add_argument("--max-tokens", type=number(int, 1), default=None, help="keep only formulas with at most N tokens")
     p.set_defaults(func=_render, command_name="render", max_width=None, filter_list=None)
 
     q = sub.add_parser(
@@ -65,8 +67,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_common(q)
     q.add_argument("--filter-list", default=None, help="im2latex filter list selecting lines of a .lst INPUT")
     q.add_argument("--vocab", default=None, help="vocabulary: a vocab .json/.txt, or a shard folder / its manifest.json")
-    q.add_argument("--max-tokens", type=int, default=50, help="at most N tokens (default: 50, the paper's)")
-    q.add_argument("--max-width", type=int, default=512,
+    q.add_argument("--max-tokens", type=number(int, 1), default=50, help="at most N tokens (default: 50, the paper's)")
+    q.add_argument("--max-width", type=number(int, 1, 10**6), default=512,
                    help="at most this many px wide at height 128 (default: 512, the paper's)")
     q.set_defaults(func=_render, command_name="prepare-formulas")
 

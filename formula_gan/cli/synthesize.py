@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from formula_gan.cli import number
+
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
@@ -29,25 +31,25 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         help="use a randomly initialized generator: exercises the pipeline, the output is NOT handwriting",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (resumed if it holds this same job)")
-    p.add_argument("--variants", type=int, default=None, metavar="K", help="handwritings per formula (default 1)")
-    p.add_argument("--seed", type=int, default=None, help="job seed: styles and z of every sample derive from it (default 0)")
+    p.add_argument("--variants", type=number(int, 1, 10_000), default=None, metavar="K", help="handwritings per formula (default 1)")
+    p.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=None, help="job seed: styles and z of every sample derive from it (default 0)")
     p.add_argument("--oversize", choices=["skip", "downscale"], default=None,
                    help="inputs over 640,000 px at the working height: skip (reported as rejects) or downscale "
                         "(drawn smaller; reported in the sample and the shard stats); default skip")
-    p.add_argument("--max-tokens", type=int, default=None, metavar="N", help="reject formulas of more than N tokens")
-    p.add_argument("--height", type=int, default=None, help="working height: the height the generator was trained at (default 128)")
-    p.add_argument("--samples-per-shard", type=int, default=None, metavar="N", help="(default 1000)")
+    p.add_argument("--max-tokens", type=number(int, 1), default=None, metavar="N", help="reject formulas of more than N tokens")
+    p.add_argument("--height", type=number(int, 32, 4096), default=None, help="working height: the height the generator was trained at (default 128)")
+    p.add_argument("--samples-per-shard", type=number(int, 1, 10**6), default=None, metavar="N", help="(default 1000)")
     p.add_argument("--config", default=None, metavar="YAML",
                    help="synthesis config (schema: formula_gan.synthesis.SynthesisConfig); the options above override it")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set style.font_size=[24,40] (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
-    p.add_argument("--batch-size", type=int, default=32, metavar="B", help="generator batch size (default 32)")
-    p.add_argument("--render-workers", type=int, default=2, metavar="N", help="Chromium processes (default 2; one per core)")
-    p.add_argument("--cpu-threads", type=int, default=None, metavar="N",
+    p.add_argument("--batch-size", type=number(int, 1, 4096), default=32, metavar="B", help="generator batch size (default 32)")
+    p.add_argument("--render-workers", type=number(int, 1, 64), default=2, metavar="N", help="Chromium processes (default 2; one per core)")
+    p.add_argument("--cpu-threads", type=number(int, 1, 1024), default=None, metavar="N",
                    help="torch threads of a CPU generator (default: the cores the renderers leave, at least 1)")
-    p.add_argument("--num-shards", type=int, default=None, metavar="N", help="split the job into N parts ...")
-    p.add_argument("--shard-index", type=int, default=None, metavar="I", help="... and run part I (0-based)")
+    p.add_argument("--num-shards", type=number(int, 1, 10**6), default=None, metavar="N", help="split the job into N parts ...")
+    p.add_argument("--shard-index", type=number(int, 0, 10**6), default=None, metavar="I", help="... and run part I (0-based)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
