@@ -15,6 +15,10 @@ How a batch is rendered (one ``page.evaluate`` and one capture per sheet):
    thread while the browser renders the next batch; each box is cropped tight
    by an ink threshold and padded by the style's padding.
 
+``render_boxes`` renders normalized tokens the same way and also returns each
+visible symbol's box, tied to its token index (``katex_render/boxes.py``); with
+``images=False`` it lays out and measures without capturing.
+
 Robustness: each worker owns a Chromium process it launched itself. A batch
 that fails (the browser died, the page hung past its time budget, a page error)
 is retried on a fresh browser; a batch that keeps failing is split and the
@@ -71,6 +75,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 from PIL import Image
 
+from katex_render.boxes import Rendered, boxed_latex, measured_only, page_scripts, parse_page_boxes, to_image
 from katex_render.browser import find_chromium, launch_args
 from katex_render.errors import KatexRenderError
 from katex_render.styles import Style, StyleConfig, check_style
@@ -155,6 +160,28 @@ def margin_for(font_size: int) -> int:
     share it. Measured on 3,000 im2latex formulas in all seven fonts: ink reaches
     at most 0.12 em past the box sideways (italic capitals) and 0.11 em vertically."""
     return int(math.ceil(0.15 * font_size)) + 2
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One formula as the page gets it: the exact LaTeX and, for boxes, its tokens and
+    where each starts in that LaTeX."""
+
+    latex: str
+    style: Style
+    tokens: tuple[str, ...] | None = None
+    starts: list[int] | None = None
+
+    def payload(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"latex": self.latex, "size": self.style.font_size, "margin": margin_for(self.style.font_size)}
+        if self.tokens is not None:
+            out.update(tokens=list(self.tokens), starts=self.starts)
+        return out
+
+
+def _failed(reason: str, mode: str) -> Any:
+    """A formula that gave nothing, as the caller's mode reports it."""
+    return (None, reason) if mode == "plain" else Rendered(None, error=reason)
 
 
 @dataclass
@@ -263,7 +290,7 @@ class _Browser:
         self.events.append({"event": "popup", "url": page.url})
 
     # ---- rendering ------------------------------------------------------------------
-    async def capture(self, payload: list[dict[str, Any]]) -> _Capture:
+    async def capture(self, payload: list[dict[str, Any]], images: bool = True) -> _Capture:
         cfg = self.cfg
         if self.batches_on_page >= cfg.recycle_every:
             self.recycles += 1
@@ -277,6 +304,7 @@ class _Browser:
             "sheetHeight": cfg.sheet_height,
             "maxSide": cfg.max_side,
             "maxPixels": cfg.max_pixels,
+            "capture": images,  # false: lay out and measure boxes only (no sheets come back)
         }
         layout = await self.page.evaluate("(arg) => formulaGan.renderBatch(arg)", arg)
         sheets: list[bytes] = []
@@ -413,6 +441,7 @@ def _load_assets() -> dict[str, tuple[bytes, str]]:
     assets = {
         "page.html": ((ASSETS / "page.html").read_bytes(), "text/html; charset=utf-8"),
         "render.js": ((ASSETS / "render.js").read_bytes(), "text/javascript; charset=utf-8"),
+        **page_scripts(),
         "katex.min.js": ((KATEX_DIR / "katex.min.js").read_bytes(), "text/javascript; charset=utf-8"),
         "katex.min.css": ((KATEX_DIR / "katex.min.css").read_bytes(), "text/css; charset=utf-8"),
     }
@@ -427,17 +456,24 @@ def crop_sheet(sheet: np.ndarray, box: dict[str, Any], padding: int, threshold: 
 
     sheet: uint8 [H, W] grayscale (``ink``: its ``sheet < threshold`` mask, when the
     caller computed it once for all boxes); returns uint8 [h + 2p, w + 2p] dark ink on white."""
+    image, reason, _ = crop_sheet_at(sheet, box, padding, threshold, ink)
+    return image, reason
+
+
+def crop_sheet_at(sheet: np.ndarray, box: dict[str, Any], padding: int, threshold: int,
+                  ink: np.ndarray | None = None) -> tuple[np.ndarray | None, str | None, tuple[int, int]]:
+    """``crop_sheet``, plus the sheet (column, row) where the crop's ink begins."""
     x, y, w, h = int(box["x"]), int(box["y"]), int(box["w"]), int(box["h"])
     mask = (sheet[y:y + h, x:x + w] < threshold) if ink is None else ink[y:y + h, x:x + w]  # [h, w]
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
-        return None, "renders no visible ink"
+        return None, "renders no visible ink", (x, y)
     cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
     top, left = y + rows[0], x + cols[0]
     th, tw = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
     out = np.full((th + 2 * padding, tw + 2 * padding), 255, dtype=np.uint8)
     out[padding:padding + th, padding:padding + tw] = sheet[top:top + th, left:left + tw]
-    return out, None
+    return out, None, (int(left), int(top))
 
 
 def _decode_sheet(data: bytes) -> np.ndarray:
@@ -450,25 +486,34 @@ def _decode_sheet(data: bytes) -> np.ndarray:
 
 
 def _cut(capture: _Capture, paddings: Sequence[int], threshold: int, max_side: int,
-         max_pixels: int) -> list[RenderResult]:
+         max_pixels: int, boxed: bool = False) -> list[RenderResult] | list[Rendered]:
+    """The images (and with ``boxed``, the per-symbol boxes: ``Rendered``) of a capture."""
     sheets = [_decode_sheet(data) for data in capture.sheets]
     masks = [sheet < threshold for sheet in sheets]  # once per sheet, not once per box
-    out: list[RenderResult] = []
+    out: list[Any] = []
     for item, padding in zip(capture.items, paddings):
+        image, origin = None, (0, 0)
         if "error" in item:
-            out.append((None, f"KaTeX: {item['error']}"))
-            continue
-        if "oversize" in item:  # refused by the page before capture (max_side, max_pixels)
+            reason = f"KaTeX: {item['error']}"
+        elif "oversize" in item:  # refused by the page before capture (max_side, max_pixels)
             w, h = item["oversize"]
-            out.append((None, f"too large: {w} x {h} px (max_side {max_side}, max_pixels {max_pixels})"))
+            reason = f"too large: {w} x {h} px (max_side {max_side}, max_pixels {max_pixels})"
+        elif item["sheet"] < 0:  # laid out and measured, not captured
+            out.append(measured_only(item, padding))
             continue
-        result = crop_sheet(sheets[item["sheet"]], item, padding, threshold, masks[item["sheet"]])
-        image = result[0]
-        if image is not None and max(image.shape) - 2 * padding > max_side:
-            out.append((None, f"too large: {image.shape[1] - 2 * padding} x {image.shape[0] - 2 * padding} px "
-                              f"(max_side {max_side}, max_pixels {max_pixels})"))
         else:
-            out.append(result)
+            image, reason, origin = crop_sheet_at(sheets[item["sheet"]], item, padding, threshold, masks[item["sheet"]])
+            if image is not None and max(image.shape) - 2 * padding > max_side:
+                reason = (f"too large: {image.shape[1] - 2 * padding} x {image.shape[0] - 2 * padding} px "
+                          f"(max_side {max_side}, max_pixels {max_pixels})")
+                image = None
+        if not boxed:
+            out.append((image, reason))
+        elif image is None:
+            out.append(Rendered(None, error=reason))
+        else:
+            boxes = to_image(parse_page_boxes(item["boxes"]), *origin, padding) if item.get("boxes") else None
+            out.append(Rendered(image, boxes=boxes, boxes_error=item.get("boxesError"), size=image.shape))
     return out
 
 
@@ -598,37 +643,57 @@ class Renderer:
             raise KatexRenderError("the renderer is not started (use it as a context manager)")
         return asyncio.run_coroutine_threadsafe(self._render_all(list(items)), self._loop)
 
-    async def _render_all(self, items: list[tuple[str, Style]]) -> list[RenderResult]:
+    def render_boxes(self, items: Sequence[tuple[Sequence[str], Style]], images: bool = True) -> list[Rendered]:
+        """Render normalized tokens with per-symbol boxes (see ``katex_render.boxes``):
+        one ``Rendered`` per (tokens, style), in order. ``images=False``: boxes only."""
+        return self.submit_boxes(items, images).result()
+
+    def submit_boxes(self, items: Sequence[tuple[Sequence[str], Style]],
+                     images: bool = True) -> "concurrent.futures.Future[list[Rendered]]":
+        """``render_boxes`` that returns at once."""
+        requests = []
+        for tokens, style in items:
+            if isinstance(tokens, str) or not all(isinstance(t, str) for t in tokens) or not isinstance(style, Style):
+                raise TypeError("render_boxes takes (token sequence, Style) pairs")
+            check_style(style)
+            latex, starts = boxed_latex(tokens, style)
+            requests.append(_Request(latex, style, tuple(tokens), starts))
+        if self._loop is None:
+            raise KatexRenderError("the renderer is not started (use it as a context manager)")
+        mode = "boxes" if images else "measure"
+        return asyncio.run_coroutine_threadsafe(self._render_all(requests, mode), self._loop)
+
+    async def _render_all(self, items: list[Any], mode: str = "plain") -> list[Any]:
         size = self.config.batch_size
-        batches = [items[i:i + size] for i in range(0, len(items), size)]
-        parts = await asyncio.gather(*(self._render_batch(b) for b in batches))
+        requests = [_Request(style.wrap(latex), style) for latex, style in items] if mode == "plain" else items
+        batches = [requests[i:i + size] for i in range(0, len(requests), size)]
+        parts = await asyncio.gather(*(self._render_batch(b, mode) for b in batches))
         return [result for part in parts for result in part]
 
-    async def _render_batch(self, batch: list[tuple[str, Style]]) -> list[RenderResult]:
+    async def _render_batch(self, batch: list[_Request], mode: str) -> list[Any]:
         """Refuse formulas nested too deep, render the rest (in order)."""
         refused = {i: f"groups nested {depth} deep (more than {self.config.max_group_depth})"
-                   for i, (latex, _) in enumerate(batch)
-                   if (depth := group_depth(latex)) > self.config.max_group_depth}
+                   for i, request in enumerate(batch)
+                   if (depth := group_depth(request.latex)) > self.config.max_group_depth}
         if not refused:
-            return await self._render_checked(batch)
-        rendered = iter(await self._render_checked([item for i, item in enumerate(batch) if i not in refused])
+            return await self._render_checked(batch, mode)
+        rendered = iter(await self._render_checked([item for i, item in enumerate(batch) if i not in refused], mode)
                         if len(refused) < len(batch) else [])
-        return [(None, refused[i]) if i in refused else next(rendered) for i in range(len(batch))]
+        return [_failed(refused[i], mode) if i in refused else next(rendered) for i in range(len(batch))]
 
-    async def _render_checked(self, batch: list[tuple[str, Style]]) -> list[RenderResult]:
+    async def _render_checked(self, batch: list[_Request], mode: str) -> list[Any]:
         """Render one batch on whichever browser is free; retry, then split, on failure."""
         assert self._free is not None
         cfg = self.config
         budget = cfg.timeout_s + cfg.per_formula_timeout_s * len(batch)
-        payload = [{"latex": style.wrap(latex), "size": style.font_size, "margin": margin_for(style.font_size)}
-                   for latex, style in batch]
-        paddings = [style.padding for _, style in batch]
+        payload = [request.payload() for request in batch]
+        paddings = [request.style.padding for request in batch]
         reason = ""
         for attempt in range(cfg.max_retries + 1):
             browser = await self._free.get()
             try:
                 try:
-                    capture = await asyncio.wait_for(browser.capture(payload), budget)
+                    capture = await asyncio.wait_for(browser.capture(payload, mode != "measure"), budget)
                 except asyncio.TimeoutError:
                     reason = f"timed out: the page took more than {budget:.1f} s"
                     self._stats["restarts"] += 1
@@ -648,13 +713,13 @@ class Renderer:
             loop = asyncio.get_running_loop()
             # Decode and crop in a thread: the browser is already free for the next batch.
             return await loop.run_in_executor(self._decoder, _cut, capture, paddings, cfg.ink_threshold, cfg.max_side,
-                                              cfg.max_pixels)
+                                              cfg.max_pixels, mode != "plain")
         if len(batch) == 1:
-            return [(None, reason)]
+            return [_failed(reason, mode)]
         self._stats["splits"] += 1
         step = max(1, math.ceil(len(batch) / 8))  # eight parts: few timeouts to isolate one culprit
         parts = [batch[i:i + step] for i in range(0, len(batch), step)]
-        results: list[RenderResult] = []
+        results: list[Any] = []
         for part in parts:
-            results.extend(await self._render_checked(part))
+            results.extend(await self._render_checked(part, mode))
         return results

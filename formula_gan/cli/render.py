@@ -33,6 +33,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", dest="fmt", default="auto", choices=("auto", "txt", "lst", "jsonl"),
                    help="input format (default: by file extension)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--boxes", action="store_true",
+                   help="store each visible symbol's box in the sample JSON: \"boxes\": [[token index, x0, y0, x1, y1], "
+                        "...] in image pixels (slower; a formula whose symbols cannot all be boxed is a reject)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides, e.g. renderer.batch_size=128 style.font_size=[24,40]")
 
@@ -87,6 +90,7 @@ def _render(args: argparse.Namespace) -> int:
         input=args.input, out=args.out, seed=args.seed, variants=args.variants, shard_size=args.shard_size,
         fmt=args.fmt, filter_list=args.filter_list, vocab=load_vocab_tokens(args.vocab) if args.vocab else None,
         vocab_origin=args.vocab, max_tokens=args.max_tokens, max_width=args.max_width, command=args.command_name,
+        boxes=args.boxes,
     )
     summary = run_render_job(spec, config, workers=args.workers, progress=not args.no_progress)
     print(f"formula-gan {args.command_name}: {summary.line()}")

@@ -160,6 +160,7 @@ class RenderJobSpec:
     max_width: int | None = None            # keep only images at most this wide at `height`
     height: int = 128
     command: str = "render"
+    boxes: bool = False                     # per-symbol boxes in each sample's JSON (katex_render.boxes)
 
     def __post_init__(self) -> None:
         if self.variants < 1:
@@ -217,6 +218,7 @@ def job_description(spec: RenderJobSpec, config: RenderConfig) -> dict[str, Any]
         "height": spec.height if spec.max_width else None,
         "style": to_dict(config.style),
         "renderer": {k: renderer[k] for k in OUTPUT_SETTINGS},
+        **({"boxes": True} if spec.boxes else {}),  # absent when off: older jobs keep their identity
     }
 
 
@@ -250,13 +252,15 @@ def input_fingerprint(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _render_chunk(chunk: Chunk[Item], renderer: Renderer) -> Future:
+def _render_chunk(chunk: Chunk[Item], renderer: Renderer, boxes: bool = False) -> Future:
+    if boxes:  # the same LaTeX (tokens_to_latex under the style), measured per symbol
+        return renderer.submit_boxes([(item.tokens, item.style) for item in chunk.items if isinstance(item, RenderItem)])
     todo = [(item.rendered_latex, item.style) for item in chunk.items if isinstance(item, RenderItem)]
     return renderer.submit(todo)
 
 
-def _finish_chunk(chunk: Chunk[Item], results: list[tuple[np.ndarray | None, str | None]],
-                  spec: RenderJobSpec, summary: RenderJobSummary) -> ShardResult:
+def _finish_chunk(chunk: Chunk[Item], results: list[Any], spec: RenderJobSpec,
+                  summary: RenderJobSummary) -> ShardResult:
     samples: list[Sample] = []
     rejects: list[dict[str, Any]] = []
     vocab: set[str] = set()
@@ -265,14 +269,20 @@ def _finish_chunk(chunk: Chunk[Item], results: list[tuple[np.ndarray | None, str
         if isinstance(item, Reject):
             rejects.append(reject_record(item.source, item.input, item.reason))
             continue
-        image, error = next(answers)
+        answer = next(answers)
+        image, error = (answer.image, answer.error) if spec.boxes else answer
         if image is None:
             reason = f"render: {error}"
+        elif spec.boxes and not answer.boxes:
+            reason = f"render: no symbol boxes: {answer.boxes_error}"
         elif spec.max_width is not None and width_at_height(image, spec.height) > spec.max_width:
             reason = (f"too wide: {width_at_height(image, spec.height):.0f} px at height {spec.height} "
                       f"> {spec.max_width}")
         else:
-            samples.append(Sample(item.key, encode_png(image), item.meta()))
+            meta = item.meta()
+            if spec.boxes:  # [token index, x0, y0, x1, y1]: columns x0..x1-1, rows y0..y1-1 of the image
+                meta["boxes"] = [b.to_json() for b in answer.boxes]
+            samples.append(Sample(item.key, encode_png(image), meta))
             vocab.update(item.tokens)
             continue
         rejects.append(reject_record(item.formula.source, item.formula.latex, reason, item.variant))
@@ -309,7 +319,7 @@ def run_render_job(spec: RenderJobSpec, config: RenderConfig | None = None, *, w
             for chunk in job.pending(items):
                 if renderer is None:
                     renderer = Renderer(workers=workers, config=config.renderer).__enter__()
-                current = (chunk, _render_chunk(chunk, renderer))
+                current = (chunk, _render_chunk(chunk, renderer, spec.boxes))
                 if previous is not None:
                     _commit(job, previous, spec, summary, bar)
                 previous = current

@@ -47,9 +47,12 @@
     return sheets;
   }
 
-  // items: [{latex, size, margin}]; options: KaTeX options chosen by the caller
-  // (trust and output are forced here). Returns per-item {error} or the crop
-  // box {sheet, x, y, w, h} (margin included), and the sheets' sizes.
+  // items: [{latex, size, margin, tokens?, starts?}]; options: KaTeX options chosen by
+  // the caller (trust and output are forced here). Returns per-item {error} or the crop
+  // box {sheet, x, y, w, h} (margin included), and the sheets' sizes. An item with
+  // tokens (and where each starts in latex) also gets {boxes: "token x0 y0 x1 y1,..."}
+  // in sheet px, or {boxesError} (boxes.js); arg.capture false lays out and measures
+  // only (no sheets: sheet -1, boxes relative to the formula's own box).
   async function renderBatch(arg) {
     const root = stage();
     root.textContent = "";
@@ -57,13 +60,24 @@
     const n = arg.items.length;
     const hosts = new Array(n);
     const errors = new Array(n).fill(null);
+    const plans = new Array(n).fill(null);
+    const symbols = new Array(n).fill(null);  // per item: its boxes, or why it has none
     for (let i = 0; i < n; i++) {
       const item = arg.items[i];
       const host = document.createElement("div");
       host.className = "fg-host";
       host.style.fontSize = item.size + "px";
       try {
-        katex.render(String(item.latex), host, opts);
+        let latex = String(item.latex);
+        if (item.tokens) {
+          try {
+            plans[i] = formulaGanBoxes.plan(latex, item.tokens, item.starts, opts);
+            latex = plans[i].latex;
+          } catch (e) {  // no boxes: the formula is still rendered, plain
+            symbols[i] = String((e && e.message) || e);
+          }
+        }
+        katex.render(latex, host, opts);
         root.appendChild(host);
         hosts[i] = host;
       } catch (e) {
@@ -87,6 +101,17 @@
       }
       const m = arg.items[i].margin;
       boxes[i] = { w: w + 2 * m, h: h + 2 * m };
+      if (plans[i]) symbols[i] = measureSymbols(hosts[i], plans[i], arg.items[i].tokens, r);
+    }
+    // Measured: paint the coloured formulas black again (after all reads: no relayout per host),
+    // so that their images are the plain renderings'.
+    plans.forEach((p, i) => { if (p && hosts[i]) hosts[i].classList.add("fg-black"); });
+    if (arg.capture === false) {
+      const out = boxes.map((b, i) => errors[i] !== null ? { error: errors[i] }
+        : oversize[i] !== null ? { oversize: oversize[i] }
+        : withSymbols({ sheet: -1, x: 0, y: 0, w: b.w, h: b.h }, symbols[i], 0, 0));
+      root.textContent = "";
+      return { items: out, sheets: [] };
     }
     const sheets = pack(boxes, arg.pageWidth, arg.sheetHeight);
     const out = new Array(n);
@@ -96,10 +121,32 @@
       const b = boxes[i], m = arg.items[i].margin;
       hosts[i].style.transform = `translate(${b.x + m}px, ${b.y + m}px)`;
       hosts[i].dataset.sheet = String(b.sheet);
-      out[i] = { sheet: b.sheet, x: b.x, y: b.y, w: b.w, h: b.h };
+      out[i] = withSymbols({ sheet: b.sheet, x: b.x, y: b.y, w: b.w, h: b.h }, symbols[i], b.x + m, b.y + m);
     }
     showSheet(0);
     return { items: out, sheets: sheets.map((s) => ({ width: s.width, height: s.height })) };
+  }
+
+  // The boxes of one formula relative to its host's corner r, or the reason there are none.
+  function measureSymbols(host, plan, tokens, r) {
+    try {
+      return formulaGanBoxes.measure(host, plan.groups, tokens)
+        .map(([t, x0, y0, x1, y1]) => [t, x0 - r.left, y0 - r.top, x1 - r.left, y1 - r.top]);
+    } catch (e) {
+      return String((e && e.message) || e);
+    }
+  }
+
+  // Per-symbol boxes (or why there are none), moved to where the formula sits on its
+  // sheet. They travel as one string "t x0 y0 x1 y1,..." (1/100 px): Playwright sends
+  // an array as one object per number, several times slower than the text.
+  function withSymbols(item, symbols, dx, dy) {
+    if (typeof symbols === "string") item.boxesError = symbols;
+    else if (symbols) {
+      item.boxes = symbols.map(([t, x0, y0, x1, y1]) =>
+        `${t} ${(x0 + dx).toFixed(2)} ${(y0 + dy).toFixed(2)} ${(x1 + dx).toFixed(2)} ${(y1 + dy).toFixed(2)}`).join(",");
+    }
+    return item;
   }
 
   // Show only the hosts of one sheet (all sheets share the top-left corner).
