@@ -51,6 +51,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--image-format", default="png", choices=("png", "bmp"), help="crohme-images: image file type")
     e.set_defaults(func=_export)
 
+    v = sub.add_parser(
+        "verify",
+        help="check finished shard sets against their manifests (sizes, sha256, every sample)",
+        description=(
+            "Check that each SHARDS folder is what its manifest.json promises: every listed shard is "
+            "there with its size and sha256, holds the listed number of samples, and every sample's "
+            "PNG decodes and JSON parses. Commands that read whole shard sets (export, evaluate) check "
+            "sizes and checksums themselves; training checks sizes and counts as it reads. "
+            "Exit status 0 when every set is intact, 2 with a line naming the first shard that is not."
+        ),
+    )
+    v.add_argument("shards", nargs="+", metavar="SHARDS", help="finished shard folders (with manifest.json)")
+    v.add_argument("--quick", action="store_true", help="sizes and sha256 only; do not read the samples")
+    v.set_defaults(func=_verify)
+
 
 def _load_vocab(path: str):
     from formula_gan.data.vocab import Vocab
@@ -81,4 +96,15 @@ def _export(args: argparse.Namespace) -> int:
 
     result = export_shards(args.shards, args.out, args.format, split=args.split, image_format=args.image_format)
     print(f"export: {result.count} samples -> {result.out_dir} ({args.format})")
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from formula_gan.data.jobs import verify
+
+    for folder in args.shards:
+        report = verify(folder, samples=not args.quick)
+        what = "sizes and sha256" if args.quick else "sizes, sha256 and every sample"
+        print(f"verify: {folder}: {report.shards} shards, {report.samples} samples, "
+              f"{report.bytes / 1e6:.1f} MB: intact ({what})")
     return 0
