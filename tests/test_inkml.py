@@ -75,6 +75,22 @@ def test_bad_input_gets_its_reason(case: str) -> None:
     assert info.value.reason  # a readable sentence for rejects.jsonl
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-8"])
+def test_entities_are_refused_in_any_encoding(encoding: str) -> None:
+    """A DOCTYPE in UTF-16 has no "<!DOCTYPE" bytes: the parser itself must refuse it, or an
+    internal entity is expanded into the label (and billions of laughs into memory)."""
+    declared = "UTF-16" if encoding.startswith("utf-16") else "UTF-8"
+    laughs = "".join(f'<!ENTITY l{i} "{f"&l{i - 1};" * 10}">' for i in range(1, 10))
+    for dtd, body in (('<!ENTITY a "EVIL">', "&a;"), ('<!ENTITY l0 "lol">' + laughs, "&l9;")):
+        doc = (f'<?xml version="1.0" encoding="{declared}"?><!DOCTYPE ink [{dtd}]><ink {NS}>'
+               f'<annotation type="truth">{body}</annotation><trace id="0">1 2, 3 4</trace></ink>')
+        with pytest.raises(InkmlError) as info:
+            parse_inkml(doc.encode(encoding))
+        assert info.value.kind == "malformed-xml" and "DOCTYPE" in info.value.reason
+    plain = f'<?xml version="1.0" encoding="{declared}"?><ink {NS}><annotation type="truth">$x$</annotation><trace>1 2, 3 4</trace></ink>'
+    assert parse_inkml(plain.encode(encoding)).truth == "$x$"  # the encoding itself is fine
+
+
 def test_size_limit_and_unreadable(tmp_path: Path) -> None:
     big = tmp_path / "big.inkml"
     big.write_bytes(inkml(GOOD) + b" " * 2000)

@@ -85,6 +85,30 @@ def test_lst_with_filter_list(tmp_path: Path) -> None:
     assert len(items) == 6, "5 selections + 1 bad filter line, each accounted for"
 
 
+def test_huge_filter_indices_are_rejects_that_cost_nothing(tmp_path: Path) -> None:
+    """Numbers read from a filter list are bounded by the corpus: an index of 10^8 used to
+    grow the line bitmap to 12 MB and loop over 10^8 indices (20 s), 10^18 to ask for 10^17 bytes."""
+    formulas = write(tmp_path / "formulas.lst", b"a\nb\nc\n")
+    flist = write(tmp_path / "f.lst", b"b.png 100000000\nz.png 1000000000000000000\na.png 1\nq.png 100000000\n")
+    items = list(read_formulas(formulas, filter_list=flist))
+    assert [(i.source, i.latex) for i in items if isinstance(i, SourceFormula)] == [("formulas.lst:2", "b")]
+    reasons = {i.source: i.reason for i in items if isinstance(i, Reject)}
+    assert reasons == {
+        "formulas.lst:100000001": "selected by f.lst (index 100000000) but formulas.lst has only 3 lines",
+        "formulas.lst:1000000000000000001": "selected by f.lst (index 1000000000000000000) but formulas.lst has only 3 lines",
+    }
+    assert len(items) == 3, "a repeated index is one selection, as for indices inside the file"
+
+
+def test_a_json_line_nested_too_deep_is_that_lines_reject(tmp_path: Path) -> None:
+    """100,000 nested brackets overflow the JSON decoder's recursion: a reject, not a RecursionError."""
+    path = write(tmp_path / "f.jsonl", b'{"latex": "x"}\n' + b"[" * 100_000 + b"\n" + b'{"latex": "y"}\n')
+    items = list(read_formulas(path))
+    assert [i.latex for i in items if isinstance(i, SourceFormula)] == ["x", "y"]
+    [reject] = [i for i in items if isinstance(i, Reject)]
+    assert reject.source == "f.jsonl:2" and reject.reason == "bad JSON: nested too deep"
+
+
 def test_lst_without_filter_reads_every_line(tmp_path: Path) -> None:
     formulas = write(tmp_path / "f.lst", b"x\ry\n\n")
     items = list(read_formulas(formulas))

@@ -201,3 +201,57 @@ def test_prepare_formulas_renders_the_labels_of_a_crohme_folder(crohme_dir, tmp_
     samples = _read_back(out)
     assert {s["meta"]["source"].split(":")[0] for s in samples} <= {f.name for f in files}
     assert len(samples) >= len(files) - 1  # CROHME test labels almost all parse
+
+
+def test_settings_that_would_reject_everything_are_errors_before_any_work(corpus, tmp_path, capsys):
+    """renderer.timeout_s=-1 rejected every formula as timed out with exit 0, and the folder then
+    counted as complete; --workers 0 left job.json and a traceback."""
+    for args, message in ((["renderer.timeout_s=-1"], "timeout_s must be in 0.001..86400, got -1.0"),
+                          (["renderer.max_pixels=0"], "max_pixels must be in 1..1000000000, got 0"),
+                          (["--workers", "0"], "argument --workers: must be at least 1, got 0"),
+                          (["--shard-size", "-3"], "argument --shard-size: must be at least 1, got -3")):
+        assert _render(corpus, tmp_path / "o", *args) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "file").write_text("not a folder")
+    assert _render(corpus, tmp_path / "file") == 2
+    assert "is a file, not a folder" in capsys.readouterr().err
+    assert (tmp_path / "file").read_text() == "not a folder"
+
+
+def test_timed_out_shards_are_retried_by_the_rerun(tmp_path, capsys):
+    """Timeouts depend on the machine's load, not on the formula, and are no part of the job's
+    identity: a shard with timeout rejects is redone by the next run instead of being final."""
+    corpus = tmp_path / "three.txt"
+    corpus.write_text("x^2\n\\frac{a}{b}\n\\sqrt{2}\n", encoding="utf-8")
+    out = tmp_path / "out"
+
+    def render(*extra: str) -> int:
+        return main(["render", str(corpus), "--out", str(out), "--workers", "1", "--shard-size", "2", "--no-progress",
+                     *extra])
+
+    assert render("renderer.timeout_s=0.001", "renderer.per_formula_timeout_s=0", "renderer.max_retries=0") == 0
+    records = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all(r["reason"].startswith("render: timed out") and r["retryable"] for r in records)
+    capsys.readouterr()
+    assert render() == 0  # an unloaded machine: the same job, the default time budget
+    assert "2 shards written, 0 already complete" in capsys.readouterr().out
+    manifest = load_manifest(out)
+    assert manifest["num_samples"] == 3 and manifest["num_rejected"] == 0
+    verify(out)
+    assert (out / "rejects.jsonl").read_text() == ""
+    assert render() == 0  # nothing retryable left: complete
+    assert "0 shards written, 2 already complete" in capsys.readouterr().out
+
+
+def test_a_line_nested_too_deep_is_a_reject_and_the_job_completes(tmp_path):
+    """It used to be a RecursionError that left a folder holding only job.json."""
+    corpus = tmp_path / "deep.jsonl"
+    corpus.write_bytes(b'{"latex": "x^2"}\n' + b"[" * 100_000 + b"\n" + b'{"latex": "y^2"}\n')
+    out = tmp_path / "out"
+    assert main(["render", str(corpus), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    manifest = load_manifest(out)
+    assert manifest["num_samples"] == 2 and manifest["num_rejected"] == 1
+    [record] = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert record["line"] == 2 and record["reason"] == "bad JSON: nested too deep"

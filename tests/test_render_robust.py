@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from katex_render.renderer import Renderer
-from katex_render.styles import StyleConfig, sample_style
+from katex_render.styles import Style, StyleConfig, sample_style
 from test_render import FORMULAS, require_browser
 
 pytestmark = pytest.mark.browser
@@ -86,6 +86,21 @@ def test_huge_sizes_are_capped_or_rejected(pool):
     assert e1 is None and rule.shape[1] <= max_size * style.font_size + 2 * style.padding + 2  # maxSize caps \rule
     side = pool.config.max_side + 2 * style.padding
     assert (braces is None and "too large" in e2) or (braces is not None and max(braces.shape) <= side)
+
+
+def test_a_formula_over_the_pixel_cap_is_rejected_with_its_size_before_capture(pool):
+    r"""125 characters of \def-built matrix lay out at ~2,600 x 6,000 px (under max_side, 16 Mpx):
+    rejected with its size by the page, before a capture that would cost hundreds of MB;
+    the rest of the batch renders."""
+    row = r"\def\c{xxxxxxxxxx}\def\r{\c&\c&\c&\c&\c&\c&\c&\c\\}\def\m{\r\r\r\r\r\r\r\r\r\r}"
+    matrix = row + r"\begin{matrix}\m\m\m\m\m\m\m\m\m\m\end{matrix}"
+    items = _items(4)
+    results = pool.render(items[:2] + [(matrix, Style("\\mathrm", 50, 0))] + items[2:])
+    image, error = results[2]
+    assert image is None and error.startswith("too large: ")
+    w, h = (int(n) for n in error.split(": ")[1].split(" px")[0].split(" x "))
+    assert w * h > pool.config.max_pixels and max(w, h) <= pool.config.max_side  # the area cap decided
+    assert all(image is not None for image, _ in results[:2] + results[3:])
 
 
 def test_hanging_formula_is_rejected_without_losing_the_others():
