@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from formula_gan.config import to_dict
 from formula_gan.data.images import encode_png
-from formula_gan.data.jobs import ShardedJob, ShardResult, env_rank
+from formula_gan.data.jobs import ShardedJob, ShardResult, disk_space_for, env_rank
 from formula_gan.data.shards import Sample, shard_name
 from formula_gan.devices import resolve_device
 from formula_gan.errors import FormulaGanError
@@ -494,7 +494,8 @@ class _Writer:
             pairs = [(r.image, r.output) for r in records if r.output is not None and r.image is not None]
             if pairs:
                 # Before the shard's commit: if a kill comes between the two, the rerun redoes both.
-                write_preview(self.job.out_dir / PREVIEW, pairs[:PREVIEW_PAIRS])
+                with disk_space_for(self.job.out_dir, PREVIEW, 1 << 20):
+                    write_preview(self.job.out_dir / PREVIEW, pairs[:PREVIEW_PAIRS])
         stats = {"token_counts": dict(sorted(tokens.items())), "downscaled": downscaled}
         self.job.commit(self.shard, ShardResult(samples, rejects, stats))  # type: ignore[arg-type]
         self.shards += 1
