@@ -23,6 +23,7 @@ from tqdm import tqdm
 from formula_gan.data.batch import Batch
 from formula_gan.devices import resolve_device
 from formula_gan.errors import FormulaGanError
+from formula_gan.models.checksum import state_dict_sha256
 from formula_gan.metrics import Scores, edit_distance, score_all
 
 CHECKPOINT_KIND = "formula-gan-recognizer/1"
@@ -113,10 +114,16 @@ def load_recognizer(path: str | Path, device: torch.device | str = "cpu"):
         raise FormulaGanError(f"{path}: cannot load as a recognizer checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
         raise FormulaGanError(f"{path}: not a formula-gan recognizer checkpoint")
-    cfg = from_dict(RecognizerRunConfig, ckpt["config"])
-    vocab = Vocab(ckpt["vocab"])
-    model = RecognizerModel(len(vocab), cfg.model)
-    model.load_state_dict(ckpt["model"])
+    expected = ckpt.get("weights_sha256")  # exported files carry one (formula-gan export-recognizer)
+    if expected is not None and state_dict_sha256(ckpt["model"]) != expected:
+        raise FormulaGanError(f"{path}: the weights do not match their checksum (a damaged or modified file)")
+    try:
+        cfg = from_dict(RecognizerRunConfig, ckpt["config"])
+        vocab = Vocab(ckpt["vocab"])
+        model = RecognizerModel(len(vocab), cfg.model)
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # config or weights that do not fit the model
+        raise FormulaGanError(f"{path}: not a usable recognizer checkpoint ({type(err).__name__}: {err})") from err
     return model.to(device).eval(), vocab, ckpt
 
 
@@ -162,3 +169,28 @@ def evaluate_checkpoint(
         )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
+
+
+@torch.no_grad()
+def pooled_features(
+    model: torch.nn.Module, batches: Iterable[Batch], device: torch.device, progress: bool = False, desc: str = "features"
+) -> tuple[list[str], torch.Tensor]:
+    """(keys, features [n, c]): the recognizer encoder's output averaged over each image's real
+    (unpadded) feature cells. What the recognizer "sees" of an image, for Fréchet distances."""
+    was_training = model.training
+    model.eval()
+    keys: list[str] = []
+    feats: list[torch.Tensor] = []
+    try:
+        for batch in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
+            batch = batch.to(device, non_blocking=True)
+            feat, feat_mask = model.encoder(batch.images, batch.masks)  # [b, c, h', w'], [b, h', w']
+            m = feat_mask.unsqueeze(1).to(feat.dtype)  # [b, 1, h', w']
+            pooled = (feat * m).sum((2, 3)) / m.sum((2, 3)).clamp_min(1.0)  # [b, c]
+            feats.append(pooled.float().cpu())
+            keys += batch.keys
+    finally:
+        model.train(was_training)
+    if not feats:
+        raise FormulaGanError("no samples to take features of (empty shard sets?)")
+    return keys, torch.cat(feats)

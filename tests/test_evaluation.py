@@ -5,67 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
 from formula_gan.cli import main
-from formula_gan.data.images import encode_png
-from formula_gan.data.jobs import ShardedJob, ShardResult
-from formula_gan.data.shards import Sample
 
-STRINGS = ["12", "305", "7", "4+8", "96", "1-5", "0=2", "83"]
-
-
-def write_digit_shards(out: Path, strings: list[str], per_shard: int = 4) -> Path:
-    """A finished shard set (manifest and all) of strings drawn with PIL's font, 32 px high."""
-    font = ImageFont.load_default()
-    job = ShardedJob(out, {"kind": "test-digits", "strings": strings}, per_shard).open()
-
-    def sample(i: int, s: str) -> Sample:
-        im = Image.new("L", (64, 32), 255)
-        ImageDraw.Draw(im).text((4, 8), " ".join(s), fill=0, font=font)
-        meta = {"latex": s, "tokens": " ".join(s), "source": f"digits.txt:{i + 1}", "domain": "handwritten",
-                "style": None, "seed": i}  # fmt: skip
-        return Sample(f"d{i:03d}-{s.encode().hex()}", encode_png(np.array(im)), meta)
-
-    for chunk in job.pending(list(enumerate(strings))):
-        job.commit(chunk.index, ShardResult([sample(i, s) for i, s in chunk.items]))
-    job.finalize({"vocab": sorted(set("".join(strings)))})
-    return out
-
-
-def tiny_args(tmp: Path, train: Path, val: Path | None, name: str = "t", steps: int = 20) -> list[str]:
-    args = [
-        "--config", "configs/recognizer/tiny.yaml", "--no-progress",
-        f"name={name}", f"out_dir={tmp}/runs/{{name}}",
-        f"data.train=[{{path: {train}, weight: 1.0}}]",
-        f"data.val=[{val}]" if val else "data.val=[]",
-        f"train.max_steps={steps}", "train.val_every=10", "train.log_every=5", "optim.warmup_steps=5",
-    ]  # fmt: skip
-    return args
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory) -> Path:
-    return write_digit_shards(tmp_path_factory.mktemp("digits"), STRINGS)
-
-
-@pytest.fixture(scope="module")
-def trained(digits, tmp_path_factory, repo_root) -> Path:
-    """A tiny recognizer trained through the CLI on the digit set (validated on it too)."""
-    import os
-
-    tmp = tmp_path_factory.mktemp("train")
-    cwd = os.getcwd()
-    os.chdir(repo_root)
-    try:
-        torch.manual_seed(0)
-        assert main(["train-recognizer", *tiny_args(tmp, digits, digits)]) == 0
-    finally:
-        os.chdir(cwd)
-    return tmp / "runs" / "t"
+from conftest import STRINGS, tiny_args
 
 
 def test_training_writes_logs_and_checkpoints(trained):

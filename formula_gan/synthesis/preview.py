@@ -1,4 +1,4 @@
-"""``preview.png``: rendered inputs beside their handwritten outputs, one pair per row.
+"""``preview.png``: rendered inputs beside their handwritten outputs, one formula per row (any number of columns).
 
 Made with torch (padding, concatenation) and pillow (PNG), no torchvision: the
 CPU-only torch wheels used here cannot import it.
@@ -7,6 +7,7 @@ CPU-only torch wheels used here cannot import it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -19,36 +20,36 @@ GAP = 8  # px of paper between the two columns and between rows
 RULE = 0.35  # ink level of the thin line under each row (light gray), so rows read apart
 
 
-def preview_grid(pairs: list[tuple[np.ndarray, np.ndarray]], max_width: int = 768) -> np.ndarray:
-    """[(input, output)] uint8 paper images [h, w_i] -> one uint8 paper image: input | output per row.
+def preview_grid(rows: Sequence[Sequence[np.ndarray]], max_width: int = 768) -> np.ndarray:
+    """Rows of uint8 paper images [h, w_i] (e.g. input, output) -> one uint8 paper image, the
+    images of a row side by side in aligned columns.
 
     An image wider than ``max_width`` is scaled down (aspect kept) so that one very long formula
     neither makes the sheet unreadable nor loses its end.
     """
-    if not pairs:
-        raise ValueError("a preview needs at least one pair")
-    cells = [[_fit_width(paper_to_ink(img), max_width) for img in pair] for pair in pairs]  # [1, h, w] ink
-    col_w = [max(row[c].shape[2] for row in cells) for c in range(2)]
-    rows = []
-    for left, right in cells:
-        h = max(left.shape[1], right.shape[1])
-        row = torch.cat(
-            [
-                _pad_to(left, h, col_w[0]),
-                torch.zeros(1, h, GAP),
-                _pad_to(right, h, col_w[1]),
-            ],
-            dim=2,
-        )  # [1, h, W]
-        rule = torch.full((1, 1, row.shape[2]), RULE)
-        rows.append(torch.cat([row, torch.zeros(1, GAP // 2, row.shape[2]), rule, torch.zeros(1, GAP // 2, row.shape[2])], dim=1))
-    grid = torch.cat(rows, dim=1)  # [1, H, W]
+    if not rows:
+        raise ValueError("a preview needs at least one row")
+    cells = [[_fit_width(paper_to_ink(img), max_width) for img in row] for row in rows]  # [1, h, w] ink
+    columns = max(len(row) for row in cells)
+    col_w = [max(row[c].shape[2] for row in cells if c < len(row)) for c in range(columns)]
+    lines = []
+    for row in cells:
+        h = max(cell.shape[1] for cell in row)
+        parts: list[torch.Tensor] = []
+        for c in range(columns):
+            cell = row[c] if c < len(row) else torch.zeros(1, h, col_w[c])
+            parts += [_pad_to(cell, h, col_w[c]), torch.zeros(1, h, GAP)]
+        line = torch.cat(parts[:-1], dim=2)  # [1, h, W]
+        rule = torch.full((1, 1, line.shape[2]), RULE)
+        gap = torch.zeros(1, GAP // 2, line.shape[2])
+        lines.append(torch.cat([line, gap, rule, gap], dim=1))
+    grid = torch.cat(lines, dim=1)  # [1, H, W]
     grid = F.pad(grid, (GAP, GAP, GAP, GAP))  # a margin of paper all round
     return ink_to_paper(grid)
 
 
-def write_preview(path: str | Path, pairs: list[tuple[np.ndarray, np.ndarray]]) -> None:
-    atomic_write_bytes(path, encode_png(preview_grid(pairs), compress_level=6))
+def write_preview(path: str | Path, rows: Sequence[Sequence[np.ndarray]]) -> None:
+    atomic_write_bytes(path, encode_png(preview_grid(rows), compress_level=6))
 
 
 def _fit_width(ink: torch.Tensor, max_width: int) -> torch.Tensor:

@@ -1,0 +1,67 @@
+"""``recognize`` and ``export-recognizer``: argument parsing only; the work is in formula_gan.recognition."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from formula_gan.cli import number
+
+
+def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    p = sub.add_parser(
+        "recognize",
+        help="read handwritten formulas (PNG/JPEG photos and scans, InkML files) into LaTeX",
+        description=(
+            "Print the LaTeX of each input, one line per file in the order given (tab-separated: file, "
+            "LaTeX). Pictures are turned to grayscale, their lighting flattened and contrast normalized, "
+            "cropped to the ink and scaled to the recognizer's height; InkML strokes are rasterized as the "
+            "training data was. A file that cannot be read prints an error line and the others go on; the "
+            "exit status is 1 when any file failed. Uses the shipped CROHME-trained recognizer unless "
+            "--recognizer is given."
+        ),
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="images (.png, .jpg, ...) or .inkml files")
+    p.add_argument("--recognizer", metavar="CKPT", help="a recognizer checkpoint (default: the shipped one)")
+    p.add_argument("--beam", type=number(int, 1, 100), default=10, help="beam width; 1 = greedy (default 10)")
+    p.add_argument("--batch-size", type=number(int, 1, 1024), default=8, help="images decoded together (default 8)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line: source, latex, tokens, score, error")
+    p.set_defaults(func=recognize)
+
+    e = sub.add_parser(
+        "export-recognizer",
+        help="a training checkpoint's weights alone (no optimizer), with a checksum, for recognize",
+        description=(
+            "Write CKPT's model weights, config, vocabulary and step, plus a sha256 of the weights that is "
+            "checked on every load, to FILE (about a third of a training checkpoint)."
+        ),
+    )
+    e.add_argument("checkpoint", metavar="CKPT", help="a train-recognizer best.pt or last.pt")
+    e.add_argument("--out", required=True, metavar="FILE", help="file to write")
+    e.set_defaults(func=export)
+
+
+def recognize(args: argparse.Namespace) -> int:
+    from formula_gan.recognition import Recognizer
+
+    rec = Recognizer(args.recognizer, device=args.device, beam=args.beam, batch_size=args.batch_size)
+    failed = 0
+    for reading in rec.read_files(args.files):
+        failed += reading.error is not None
+        if args.json:
+            print(json.dumps(reading.to_dict(), ensure_ascii=False), flush=True)
+        elif reading.error is not None:
+            print(f"formula-gan recognize: error: {reading.error}", file=sys.stderr, flush=True)
+        else:
+            print(f"{reading.source}\t{reading.latex}", flush=True)
+    return 1 if failed else 0
+
+
+def export(args: argparse.Namespace) -> int:
+    from formula_gan.recognition.recognizer import export_recognizer
+
+    info = export_recognizer(args.checkpoint, args.out)
+    print(f"export-recognizer: step {info['step']}, weights sha256 {info['weights_sha256'][:16]}… -> {args.out}")
+    return 0

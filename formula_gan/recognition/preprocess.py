@@ -1,0 +1,207 @@
+"""Any picture of a formula -> the image the recognizer was trained on.
+
+The recognizer learned from CROHME strokes rasterized by ``formula_gan.data.rasterize``:
+thin dark ink on pure white, cropped to the ink, with a fixed white margin, scaled
+to a fixed height. A scan or a phone photo differs in every one of those: uneven
+light, grey paper, faint or thick ink, a wide border. ``prepare_picture`` undoes
+that in five steps, all numpy + pillow:
+
+1. **grayscale** (EXIF orientation applied, transparency composited on white);
+2. **flatten the light**: the paper brightness is estimated by a grey-level
+   closing (max filter) at a scale well above a stroke's width, on a reduced
+   copy, and every pixel is divided by it: shadows and gradients vanish, the
+   paper becomes 1.0 and ink a fraction of it;
+3. **find the ink**: Otsu's threshold on the darkness; contrast is stretched so
+   that the darkest ink becomes full ink and everything below half the
+   threshold pure paper (sensor noise, paper texture);
+4. **crop to the ink** (specks of one pixel do not count);
+5. **match the pen**: the stroke width is estimated (twice the ink area over
+   its boundary length) and a marker much thicker or a pen much thinner than
+   the training pen at the final scale is thinned or thickened by grey-level
+   erosion or dilation;
+6. **scale** so that the ink is as high as in the training images at the
+   model's height, with the training data's margin.
+
+InkML files skip all that: their strokes are rasterized exactly as the
+training data was.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps
+
+from formula_gan.data.inkml import parse_inkml
+from formula_gan.data.loader import resize_paper
+from formula_gan.data.rasterize import RasterConfig, rasterize
+from formula_gan.errors import FormulaGanError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+MAX_FILE_BYTES = 50 * 2**20  # a formula photo is a few MB; anything larger is refused before decoding
+MAX_PIXELS = 40_000_000  # decompression bombs: refused by size before the pixels are decoded
+WORK_SIDE = 1600  # pictures are reduced to at most this many pixels per side first (speed)
+TRAINING_HEIGHT = 128  # the training images' rasterization height ...
+TRAINING_PADDING = 8  # ... and margin: ink fills (128 - 2*8) / 128 of the height
+TRAINING_PEN = 3.0  # ... and pen width in px at that height (rasterize.DEFAULT_PEN_WIDTH)
+PEN_TOLERANCE = 1.6  # a pen within this factor of the training pen is left as it is
+
+
+def prepare_picture(data: bytes, height: int, name: str = "image") -> np.ndarray:
+    """Encoded image bytes (PNG, JPEG, ...) -> uint8 paper [height, w]: dark ink on white, ready for the model."""
+    gray = _decode_gray(data, name)  # float [h, w], 1 = white
+    ink = _flatten_light(gray)  # float [h, w], 1 = full ink
+    ink = _stretch(ink, name)
+    ink = _crop_to_ink(ink)
+    paper = np.clip(255.0 * (1.0 - ink), 0, 255).astype(np.uint8)
+    paper = _match_pen(paper, height)
+    paper = 255 - (255 * _crop_to_ink((255 - paper) / 255.0)).astype(np.uint8)  # thinning moved the ink's edges
+    return _fit_height(paper, height)
+
+
+def prepare_inkml(data: bytes, height: int, name: str = "inkml") -> np.ndarray:
+    """InkML bytes -> uint8 paper [height, w], rasterized as the training data was (height128), then scaled."""
+    ink = parse_inkml(data, source=name)
+    paper, _ = rasterize(ink, RasterConfig(normalize="height128"))
+    return resize_paper(paper, height, None)
+
+
+def prepare_file(path: str | Path, height: int) -> np.ndarray:
+    """A picture or an .inkml file -> uint8 paper [height, w]; any problem is a FormulaGanError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FormulaGanError(f"{path}: no such file")
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise FormulaGanError(f"{path}: {size} bytes, more than the {MAX_FILE_BYTES} accepted for one formula")
+    data = path.read_bytes()
+    if path.suffix.lower() == ".inkml":
+        return prepare_inkml(data, height, str(path))
+    return prepare_picture(data, height, str(path))
+
+
+def _decode_gray(data: bytes, name: str) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            if img.width * img.height > MAX_PIXELS:
+                raise FormulaGanError(f"{name}: {img.width} x {img.height} pixels, more than {MAX_PIXELS} accepted")
+            img = ImageOps.exif_transpose(img)
+            if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+                rgba = img.convert("RGBA")
+                white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                img = Image.alpha_composite(white, rgba)
+            img = img.convert("L")
+            if max(img.size) > WORK_SIDE:
+                img.thumbnail((WORK_SIDE, WORK_SIDE), Image.LANCZOS)
+            gray = np.asarray(img, dtype=np.float32) / 255.0
+    except FormulaGanError:
+        raise
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
+        raise FormulaGanError(f"{name}: not a readable image ({err})") from err
+    if gray.size == 0:
+        raise FormulaGanError(f"{name}: the image is empty")
+    return gray
+
+
+def _flatten_light(gray: np.ndarray) -> np.ndarray:
+    """Darkness relative to the local paper brightness, in [0, 1] (0 = paper)."""
+    h, w = gray.shape
+    # The paper estimate works on a copy reduced so its long side is ~200 px: a max filter of
+    # 7 px there spans ~1/30 of the picture, wider than any pen stroke of a formula photo.
+    scale = min(1.0, 200.0 / max(h, w))
+    small = Image.fromarray((gray * 255).astype(np.uint8))
+    if scale < 1.0:
+        small = small.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BILINEAR)
+    paper = small.filter(ImageFilter.MaxFilter(7)).filter(ImageFilter.MinFilter(3)).filter(ImageFilter.BoxBlur(3))
+    paper = paper.resize((w, h), Image.BILINEAR)
+    light = np.maximum(np.asarray(paper, dtype=np.float32) / 255.0, 1e-3)
+    return np.clip(1.0 - gray / light, 0.0, 1.0)
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold of values in [0, 1] (256 bins)."""
+    hist, edges = np.histogram(values, bins=256, range=(0.0, 1.0))
+    hist = hist.astype(np.float64)
+    centers = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(hist * centers)
+    mean0 = m0 / np.maximum(w0, 1e-12)
+    mean1 = (m0[-1] - m0) / np.maximum(w1, 1e-12)
+    between = w0 * w1 * (mean0 - mean1) ** 2
+    return float(centers[int(np.argmax(between))])
+
+
+def _stretch(ink: np.ndarray, name: str) -> np.ndarray:
+    """Contrast normalization: strong ink -> 1, paper noise -> 0."""
+    peak = float(np.percentile(ink, 99.9))
+    if peak < 0.08:  # under 8% darker than the paper anywhere: nothing written
+        raise FormulaGanError(f"{name}: no ink found (a blank or nearly uniform image)")
+    t = max(_otsu(ink), 0.05)  # a clean scan is almost all 0: a floor keeps paper texture out
+    strong = ink[ink > t]
+    top = float(np.percentile(strong, 90)) if strong.size else peak
+    lo = 0.5 * t
+    return np.clip((ink - lo) / max(top - lo, 1e-3), 0.0, 1.0)
+
+
+def _crop_to_ink(ink: np.ndarray) -> np.ndarray:
+    """The bounding box of the ink; isolated single pixels (noise, dust) do not extend it."""
+    mask = ink > 0.5
+    # a pixel counts when a 3 x 3 neighbourhood holds at least 3 ink pixels
+    counts = np.asarray(
+        Image.fromarray(mask.astype(np.uint8) * 28).filter(ImageFilter.BoxBlur(1)), dtype=np.float32
+    ) * 9 / 28
+    solid = mask & (counts >= 2.5)
+    if not solid.any():
+        solid = mask
+    rows, cols = np.flatnonzero(solid.any(1)), np.flatnonzero(solid.any(0))
+    return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+
+
+def stroke_width(paper: np.ndarray) -> float:
+    """Typical stroke width in px of a uint8 paper image: 2 x ink area / ink boundary length
+    (a stroke of width w and length L has area w*L and two edges of length L)."""
+    ink = paper < 128
+    area = int(ink.sum())
+    if area == 0:
+        return 0.0
+    inner = ink.copy()
+    inner[1:, :] &= ink[:-1, :]
+    inner[:-1, :] &= ink[1:, :]
+    inner[:, 1:] &= ink[:, :-1]
+    inner[:, :-1] &= ink[:, 1:]
+    boundary = area - int(inner.sum())
+    return 2.0 * area / max(boundary, 1)
+
+
+def _match_pen(paper: np.ndarray, height: int) -> np.ndarray:
+    """Thin a thick marker or thicken a fine pen towards the training pen at the final scale."""
+    inner = height - 2 * max(1, round(height * TRAINING_PADDING / TRAINING_HEIGHT))
+    scale = inner / paper.shape[0]  # crop px -> model px
+    target = TRAINING_PEN * height / TRAINING_HEIGHT / scale  # the training pen, in crop px
+    width = stroke_width(paper)
+    if width <= 0 or target / PEN_TOLERANCE <= width <= target * PEN_TOLERANCE:
+        return paper
+    steps = int(round(abs(width - target) / 2))  # a 3 x 3 filter moves each edge by one px
+    if width > target:
+        steps = min(steps, max(0, int(width / 2) - 1))  # never erase a stroke
+    img = Image.fromarray(paper)
+    grow = ImageFilter.MinFilter(3) if width < target else ImageFilter.MaxFilter(3)  # on paper: min = more ink
+    for _ in range(steps):
+        img = img.filter(grow)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def _fit_height(paper: np.ndarray, height: int) -> np.ndarray:
+    """Ink crop -> ``height`` rows with the training data's margin (ink fills 112/128 of the height)."""
+    pad = max(1, round(height * TRAINING_PADDING / TRAINING_HEIGHT))
+    inner = height - 2 * pad
+    h, w = paper.shape
+    scale = inner / h
+    nw = max(1, round(w * scale))
+    scaled = np.asarray(Image.fromarray(paper).resize((nw, inner), Image.LANCZOS), dtype=np.uint8)
+    out = np.full((height, nw + 2 * pad), 255, dtype=np.uint8)
+    out[pad : pad + inner, pad : pad + nw] = scaled
+    return out

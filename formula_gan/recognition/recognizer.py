@@ -1,0 +1,147 @@
+"""``Recognizer``: handwritten formula pictures and InkML files in, LaTeX out.
+
+>>> from formula_gan import Recognizer
+>>> rec = Recognizer()                        # the shipped CROHME-trained weights
+>>> rec.read_file("photo.jpg").latex
+'\\frac {a} {b}'
+
+Pictures are normalized as ``preprocess`` describes; several files are read in
+width-sorted batches (less padding, one beam search per batch). A file that
+cannot be read gives a ``Reading`` with its ``error`` and the others go on.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+import torch
+
+from formula_gan.data.loader import collate
+from formula_gan.devices import resolve_device
+from formula_gan.errors import FormulaGanError
+from formula_gan.evaluation import CHECKPOINT_KIND, load_recognizer
+from formula_gan.models.checksum import state_dict_sha256
+from formula_gan.recognition.preprocess import prepare_file
+from katex_render.normalize import tokens_to_latex
+
+DEFAULT_RECOGNIZER = Path(__file__).resolve().parents[1] / "weights" / "recognizer.pt"
+
+
+@dataclass
+class Reading:
+    source: str  # the file (or the caller's name for an array)
+    latex: str | None  # None when the input could not be read
+    tokens: list[str]
+    score: float | None  # length-normalized log-probability of the reading
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_recognizer() -> Path | None:
+    """The packaged recognizer, or None when this installation has none."""
+    return DEFAULT_RECOGNIZER if DEFAULT_RECOGNIZER.is_file() else None
+
+
+class Recognizer:
+    """A recognizer checkpoint (default: the packaged one) ready to read formulas."""
+
+    def __init__(
+        self, checkpoint: str | Path | None = None, *, device: str = "cpu", beam: int = 10, batch_size: int = 8
+    ) -> None:
+        if beam < 1:
+            raise FormulaGanError(f"beam must be at least 1, got {beam}")
+        if batch_size < 1:
+            raise FormulaGanError(f"batch size must be at least 1, got {batch_size}")
+        if checkpoint is None:
+            checkpoint = default_recognizer()
+            if checkpoint is None:
+                raise FormulaGanError(
+                    f"no recognizer: {DEFAULT_RECOGNIZER} is missing from this installation; give a checkpoint "
+                    "(a best.pt of `formula-gan train-recognizer`)"
+                )
+        self.checkpoint = Path(checkpoint)
+        self.device = resolve_device(device)
+        self.model, self.vocab, ckpt = load_recognizer(self.checkpoint, self.device)
+        height = ckpt["config"]["data"]
+        self.height: int | None = _model_height(height)
+        if self.height is None:
+            raise FormulaGanError(
+                f"{self.checkpoint}: this recognizer reads images at their native size (symbol normalization); "
+                "pictures need a fixed-height model such as configs/recognizer/cpu.yaml"
+            )
+        self.beam = beam
+        self.batch_size = batch_size
+
+    def read_file(self, path: str | Path) -> Reading:
+        """One picture or InkML file; a problem with it is a FormulaGanError."""
+        reading = next(self.read_files([path]))
+        if reading.error is not None:
+            raise FormulaGanError(reading.error)
+        return reading
+
+    def read_files(self, paths: Iterable[str | Path]) -> Iterator[Reading]:
+        """Readings in input order; an unreadable file yields a Reading with ``error`` set."""
+        paths = [Path(p) for p in paths]
+        papers: dict[int, np.ndarray] = {}
+        errors: dict[int, str] = {}
+        for i, path in enumerate(paths):
+            try:
+                papers[i] = prepare_file(path, self.height)
+            except FormulaGanError as err:
+                errors[i] = str(err)
+        readings = dict(zip(papers, self.read_arrays(list(papers.values()), [str(paths[i]) for i in papers])))
+        for i, path in enumerate(paths):
+            yield readings[i] if i in readings else Reading(str(path), None, [], None, errors[i])
+
+    @torch.no_grad()
+    def read_arrays(self, papers: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[Reading]:
+        """Prepared uint8 papers [height, w] (dark ink on white) -> readings, in order."""
+        names = list(names) if names is not None else [f"array {i}" for i in range(len(papers))]
+        order = sorted(range(len(papers)), key=lambda i: papers[i].shape[1])  # width-sorted: little padding
+        out: dict[int, Reading] = {}
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            batch = collate([(names[i], papers[i], [], 0) for i in idx]).to(self.device)
+            hyps = self.model.decode(batch.images, batch.masks, beam=self.beam)
+            for i, hyp in zip(idx, hyps):
+                tokens = self.vocab.decode(hyp.tokens)
+                out[i] = Reading(names[i], tokens_to_latex(tokens), tokens, round(hyp.score, 5))
+        return [out[i] for i in range(len(papers))]
+
+
+def _model_height(data_cfg: dict[str, Any]) -> int | None:
+    """The height the recognizer was trained at (its data config), None for native sizes."""
+    if int(data_cfg.get("resize_height", 0)) > 0:
+        return int(data_cfg["resize_height"])
+    return 128 if data_cfg.get("normalization") == "height128" else None
+
+
+def export_recognizer(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
+    """A training checkpoint -> a small file for inference: weights, config, vocabulary, step and a
+    checksum of the weights (no optimizer state). Returns what was written, less the weights."""
+    from formula_gan.data.shards import atomic_write_bytes
+
+    model, vocab, ckpt = load_recognizer(checkpoint, "cpu")
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    payload = {
+        "kind": CHECKPOINT_KIND,
+        "version": ckpt.get("version"),
+        "model": state,
+        "weights_sha256": state_dict_sha256(state),
+        "config": ckpt["config"],
+        "vocab": list(vocab.tokens),
+        "step": int(ckpt.get("step", 0)),
+        "best_exprate": float(ckpt.get("best_exprate", -1.0)),
+        "best_wer": float(ckpt.get("best_wer", float("inf"))),
+    }
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, buf.getvalue())
+    return {k: v for k, v in payload.items() if k != "model"}

@@ -1,0 +1,226 @@
+"""The generator scorecard: does a generator keep the content, and does its output look handwritten?
+
+With a fixed seed, the labels of a real test set (CROHME test 2014) are
+
+1. written as a formula file (``formulas.txt``, line i = test sample i);
+2. rendered by KaTeX (``rendered/``: the generator's inputs, same styles, same keys);
+3. translated by the generator (``synthetic/``), or taken from a set made elsewhere
+   from that same formula file (e.g. the glyph stitcher's).
+
+Then one recognizer (trained on real handwriting, independently of the generator)
+reads all three sets and the real test set, and its encoder describes them:
+
+* **content kept**: ExpRate, WER ... of the recognizer on synthetic, rendered and
+  real test images. A generator that keeps the symbols scores close to the real
+  handwriting; the renderings show what the recognizer makes of print.
+* **realism**: Fréchet distance between the encoder's pooled features of each set
+  and the real test set's; real *train* ↔ real test is the floor (two samples of
+  real handwriting), rendered ↔ real test the ceiling a generator must get under.
+* **a sheet**: real | rendered | synthetic, one test formula per row.
+
+Everything goes to ``out_dir``: ``scorecard.json``, ``scorecard.md``, ``sheet.png``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from formula_gan.data.images import decode_png
+from formula_gan.data.jobs import shard_paths
+from formula_gan.data.loader import ShardSource, make_loader, resize_paper
+from formula_gan.data.render_job import RenderJobSpec, run_render_job
+from formula_gan.data.shards import atomic_write_bytes, read_shard
+from formula_gan.devices import resolve_device
+from formula_gan.errors import FormulaGanError
+from formula_gan.evaluation import load_recognizer, pooled_features, run_evaluation
+from formula_gan.recognition.recognizer import default_recognizer
+from formula_gan.reports import write_json
+from formula_gan.scoring.frechet import feature_distance
+from formula_gan.synthesis import SynthesisConfig, Synthesizer
+from formula_gan.synthesis.preview import write_preview
+from katex_render.normalize import tokens_to_latex
+
+SHEET_ROWS = 16
+SHEET_HEIGHT = 80  # px per image on the sheet
+SETS = ("real", "rendered", "synthetic")
+CONTENT_KEYS = ("exprate", "le1", "le2", "wer", "cer")
+
+
+def write_formulas(test_dir: str | Path, path: Path) -> list[tuple[str, str]]:
+    """The test set's labels, in shard order, one formula per line -> [(test key, tokens)]."""
+    pairs = [(s.key, str(s.meta.get("tokens", ""))) for shard in shard_paths(test_dir) for s in read_shard(shard)]
+    if not pairs:
+        raise FormulaGanError(f"{test_dir}: the test set holds no samples")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, "".join(tokens_to_latex(t.split()) + "\n" for _, t in pairs).encode("utf-8"))
+    return pairs
+
+
+def images_by_line(shard_dir: Path) -> dict[int, np.ndarray]:
+    """Line number (1-based, from each sample's ``source`` "file:line") -> paper image."""
+    out = {}
+    for shard in shard_paths(shard_dir):
+        for s in read_shard(shard):
+            line = int(str(s.meta.get("source", "")).rsplit(":", 1)[-1])
+            out[line] = decode_png(s.png)
+    return out
+
+
+def scorecard(
+    out_dir: str | Path,
+    test_dir: str | Path,
+    train_dir: str | Path,
+    *,
+    generator: str | Path | None = None,
+    untrained: bool = False,
+    synthetic_dir: str | Path | None = None,
+    recognizer: str | Path | None = None,
+    seed: int = 0,
+    beam: int = 1,
+    batch_size: int = 16,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the scorecard (module docstring); returns what ``scorecard.json`` holds."""
+    started = time.perf_counter()
+    out = Path(out_dir)
+    for what, d in (("test set", test_dir), ("train set", train_dir)):
+        if not (Path(d) / "manifest.json").is_file():
+            raise FormulaGanError(f"{d}: the {what} is not a finished shard folder (no manifest.json)")
+    given = sum(x for x in (generator is not None, untrained, synthetic_dir is not None))
+    if given > 1:
+        raise FormulaGanError("give one of a generator, untrained=True or a synthetic set")
+    recognizer = recognizer or default_recognizer()
+    if recognizer is None:
+        raise FormulaGanError("no recognizer: this installation ships none; give one (--recognizer CKPT)")
+    dev = resolve_device(device)
+    model, vocab, ckpt = load_recognizer(recognizer, dev)
+
+    formulas = out / "formulas.txt"
+    pairs = write_formulas(test_dir, formulas)
+    rendered = out / "rendered"
+    run_render_job(RenderJobSpec(input=formulas, out=rendered, seed=seed), progress=progress)
+    synthetic = Path(synthetic_dir) if synthetic_dir is not None else out / "synthetic"
+    if synthetic_dir is None:
+        synth = Synthesizer(
+            generator, untrained=untrained, config=SynthesisConfig(seed=seed, oversize="downscale"),
+            device=str(dev), progress=progress,
+        )  # fmt: skip
+        synth.run([formulas], synthetic)
+        generator_info = synth.gen.identity()
+    else:
+        generator_info = {"synthetic_dir": str(synthetic_dir)}
+    if not (synthetic / "manifest.json").is_file():
+        raise FormulaGanError(f"{synthetic}: not a finished shard folder (no manifest.json)")
+
+    height = ckpt["config"]["data"].get("resize_height") or (
+        128 if ckpt["config"]["data"].get("normalization") == "height128" else None
+    )
+    dirs = {"real": Path(test_dir), "rendered": rendered, "synthetic": synthetic}
+
+    def loader(path: Path, **kw: Any):
+        opts = dict(height=height, max_width=None, shuffle=False, seed=0)
+        opts.update(kw)
+        return make_loader([ShardSource(str(path))], vocab, batch_size, **opts)
+
+    content: dict[str, dict[str, Any]] = {}
+    features: dict[str, np.ndarray] = {}
+    for name, path in dirs.items():
+        result = run_evaluation(model, vocab, loader(path), dev, beam=beam, progress=progress, desc=f"read {name}")
+        content[name] = {k: result.scores.as_dict()[k] for k in ("num_formulas",) + CONTENT_KEYS}
+        features[name] = pooled_features(model, loader(path), dev, progress=progress, desc=f"features {name}")[1].numpy()
+    # The floor: as many real *training* images as the test set has, drawn across the whole set.
+    n = len(features["real"])
+    train_feats: list[torch.Tensor] = []
+    for batch_keys, batch in _take(loader(Path(train_dir), shuffle=True, seed=seed), n):
+        train_feats.append(pooled_features(model, [batch], dev)[1][: len(batch_keys)])
+    features["train"] = torch.cat(train_feats).numpy()
+    realism = {
+        "synthetic": feature_distance(features["synthetic"], features["real"]),
+        "rendered": feature_distance(features["rendered"], features["real"]),
+        "train": feature_distance(features["train"], features["real"]),
+    }
+    sheet = out / "sheet.png"
+    _write_sheet(sheet, dirs["real"], pairs, rendered, synthetic)
+    payload = {
+        "recognizer": str(recognizer),
+        "recognizer_step": int(ckpt.get("step", 0)),
+        "generator": generator_info,
+        "test": str(test_dir),
+        "train": str(train_dir),
+        "seed": seed,
+        "beam": beam,
+        "content": content,
+        "frechet": realism,
+        "samples": {"real": n, "train": len(features["train"]),
+                    "rendered": len(features["rendered"]), "synthetic": len(features["synthetic"])},
+        "sheet": str(sheet),
+        "seconds": round(time.perf_counter() - started, 1),
+    }  # fmt: skip
+    write_json(out / "scorecard.json", payload)
+    (out / "scorecard.md").write_text(scorecard_table(payload) + "\n", encoding="utf-8")
+    return payload
+
+
+def _take(batches, n: int):
+    """(keys, batch) pairs until ``n`` samples were given (the last batch's keys cut to fit)."""
+    seen = 0
+    for batch in batches:
+        keys = batch.keys[: n - seen]
+        yield keys, batch
+        seen += len(keys)
+        if seen >= n:
+            return
+
+
+def _write_sheet(path: Path, test_dir: Path, pairs: Sequence[tuple[str, str]], rendered: Path, synthetic: Path) -> None:
+    """real | rendered | synthetic for the first SHEET_ROWS test formulas present in all three sets."""
+    real = {}
+    for shard in shard_paths(test_dir):
+        for s in read_shard(shard):
+            real[s.key] = decode_png(s.png)
+    ren, syn = images_by_line(rendered), images_by_line(synthetic)
+    rows = []
+    for line, (key, _) in enumerate(pairs, start=1):
+        if key in real and line in ren and line in syn:
+            # one height for all three: renderings come at their font size, the others at 128 px
+            rows.append(tuple(resize_paper(img, SHEET_HEIGHT, None) for img in (real[key], ren[line], syn[line])))
+        if len(rows) == SHEET_ROWS:
+            break
+    if not rows:
+        raise FormulaGanError("no test formula was both rendered and synthesized: nothing to put on the sheet")
+    write_preview(path, rows)
+
+
+def scorecard_table(payload: dict[str, Any]) -> str:
+    """The scorecard as markdown: content kept per set, Fréchet distances with their baselines."""
+    c, f = payload["content"], payload["frechet"]
+    lines = [
+        f"Recognizer `{payload['recognizer']}` (step {payload['recognizer_step']}), beam {payload['beam']}, "
+        f"seed {payload['seed']}, test set `{payload['test']}`.",
+        "",
+        "| images of the test formulas | formulas | ExpRate % | ≤1 % | ≤2 % | WER % | CER % |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, label in (("real", "real handwriting"), ("rendered", "KaTeX renderings"), ("synthetic", "synthetic")):
+        m = c[name]
+        lines.append(f"| {label} | {m['num_formulas']} | " + " | ".join(f"{100 * m[k]:.2f}" for k in CONTENT_KEYS) + " |")
+    ratio = c["synthetic"]["exprate"] / c["real"]["exprate"] if c["real"]["exprate"] > 0 else float("nan")
+    lines += [
+        "",
+        f"Synthetic / real ExpRate: {ratio:.2f}.",
+        "",
+        "| Fréchet distance to real test handwriting (recognizer-encoder features) | value |",
+        "| --- | ---: |",
+        f"| real train (the floor) | {f['train']:.3f} |",
+        f"| synthetic | {f['synthetic']:.3f} |",
+        f"| KaTeX renderings | {f['rendered']:.3f} |",
+        "",
+        f"Synthetic / rendered distance: {f['synthetic'] / f['rendered']:.2f}." if f["rendered"] > 0 else "",
+    ]
+    return "\n".join(lines)
