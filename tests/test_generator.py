@@ -98,3 +98,63 @@ def test_bad_generator_files_give_clear_errors(tmp_path) -> None:
     with pytest.raises(GeneratorFileError, match="do not fit"):
         load_generator(tmp_path / "mismatch.pt")
     load_generator(good)  # the good file is untouched
+
+
+def test_a_bit_flipped_in_the_weights_is_caught_by_their_checksum(tmp_path) -> None:
+    """torch's reader does not notice a flipped bit inside a tensor: the file's checksum of its
+    weights does, and loading says so instead of generating with other weights."""
+    torch.manual_seed(0)
+    G = Generator(**SMALL)
+    good = tmp_path / "g.pt"
+    save_generator(G, good, step=1, config={})
+    data = bytearray(good.read_bytes())
+    weight = torch.load(good, weights_only=True)["state_dict"]["out_conv.weight"]
+    at = bytes(data).find(weight.numpy().tobytes())  # the tensor's bytes, stored as they are
+    assert at > 0
+    data[at + 5] ^= 0x10
+    (tmp_path / "flipped.pt").write_bytes(bytes(data))
+    torch.load(tmp_path / "flipped.pt", weights_only=True)  # still a well-formed file
+    with pytest.raises(GeneratorFileError, match="do not match their checksum") as info:
+        load_generator(tmp_path / "flipped.pt")
+    assert "flipped.pt" in str(info.value)
+    # a file of format 1 (no checksum) is refused with what to do, not loaded unchecked
+    payload = torch.load(good, weights_only=True)
+    payload["format_version"] = 1
+    del payload["weights_sha256"]
+    torch.save(payload, tmp_path / "v1.pt")
+    with pytest.raises(GeneratorFileError, match="export it again"):
+        load_generator(tmp_path / "v1.pt")
+    load_generator(good)
+
+
+def test_a_generator_with_nan_weights_is_refused_before_any_work(tmp_path) -> None:
+    """Its checksum matches (the file holds what a diverged training run wrote); synthesis refuses it."""
+    from formula_gan.synthesis.generation import GeneratorLoadError, load
+
+    G = Generator(**SMALL)
+    with torch.no_grad():
+        G.out_conv.bias.fill_(float("nan"))
+    save_generator(G, tmp_path / "nan.pt", step=1, config={})
+    load_generator(tmp_path / "nan.pt")  # a well-formed file
+    with pytest.raises(GeneratorLoadError, match="NaN or infinite") as info:
+        load(tmp_path / "nan.pt", torch.device("cpu"))
+    assert "out_conv" in str(info.value)
+
+
+def test_non_finite_output_stops_generation(tmp_path) -> None:
+    """Whatever reaches the generation stage (a model built in Python, weights changed after
+    loading): a batch with NaN output stops the run, never written as black images
+    (ink_to_paper turns NaN into 0, black paper)."""
+    import numpy as np
+
+    from formula_gan.synthesis.generation import BatchRunner, LoadedGenerator, NonFiniteOutputError
+
+    torch.manual_seed(0)
+    G = Generator(**SMALL, spectral_norm=False).eval()
+    papers = [np.full((32, 48), 255, np.uint8), np.full((32, 32), 255, np.uint8)]
+    runner = BatchRunner(LoadedGenerator(G, torch.device("cpu"), 20, "x", 0))
+    assert all(out.shape == p.shape for out, p in zip(runner.run(papers, [1, 2], 48), papers))
+    with torch.no_grad():
+        G.out_conv.bias.fill_(float("nan"))
+    with pytest.raises(NonFiniteOutputError, match="NaN or infinite"):
+        runner.run(papers, [1, 2], 48)

@@ -262,6 +262,20 @@ def _run_cli(args: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
+def test_a_generator_with_nan_weights_is_refused_before_any_work(tmp_path: Path, formulas: Path, capsys):
+    """It used to synthesize all-black images with exit 0."""
+    from formula_gan.models.generator import Generator
+    from formula_gan.models.generator_io import save_generator
+
+    broken = Generator(width=0.0625)
+    with torch.no_grad():
+        broken.out_conv.bias.fill_(float("nan"))  # a diverged training run
+    save_generator(broken, tmp_path / "nan.pt", step=9, config={})
+    code, err = _run_cli(_cli(formulas, tmp_path / "nan.pt", tmp_path / "out"), capsys)
+    assert code == 2 and "nan.pt" in err and "NaN or infinite" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_or_wrong_generator_file_is_a_clear_error(tmp_path: Path, formulas: Path, capsys):
     code, err = _run_cli(_cli(formulas, tmp_path / "nope.pt", tmp_path / "out"), capsys)
     assert code == 2 and "generator file not found" in err and "nope.pt" in err

@@ -3,7 +3,9 @@
 The exported generator has its spectral norms baked into plain weights (W / σ with the
 power-iteration vectors of the checkpoint), so synthesis needs no parametrizations and
 loads into ``Generator(spectral_norm=False)``. The file is a plain dict of tensors and
-primitives, read with ``torch.load(weights_only=True)``.
+primitives, read with ``torch.load(weights_only=True)``, with a sha256 of its weights
+(names, shapes, dtypes, bytes) that loading checks: torch's reader does not notice a
+flipped bit inside a tensor, and the generator would load and draw something else.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from torch.nn.utils import parametrize
 
 from formula_gan import __version__
 from formula_gan.errors import FormulaGanError
+from formula_gan.models.checksum import state_dict_sha256
 from formula_gan.models.generator import Generator
 
 FORMAT = "formula-gan-generator"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: weights_sha256 (files of version 1 carry no checksum: export them again)
 
 
 class GeneratorFileError(FormulaGanError):
@@ -63,6 +66,7 @@ def save_generator(generator: Generator, path: str | Path, *, step: int, config:
         "config": config,
         "source_sha256": source_sha256,
         "dtype": "float16" if fp16 else "float32",
+        "weights_sha256": state_dict_sha256(state),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -88,8 +92,17 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         kind = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         hint = " (a training checkpoint: export it with `formula-gan export-generator CKPT --out FILE`)" if kind == "formula-gan-gan-checkpoint" else ""
         raise GeneratorFileError(f"{path} is not a formula-gan generator file (format {kind!r}){hint}")
+    if payload.get("format_version") == 1:
+        raise GeneratorFileError(f"{path}: a generator file of format version 1 carries no checksum of its weights; "
+                                 "export it again from its training checkpoint (formula-gan export-generator)")
     if payload.get("format_version") != FORMAT_VERSION:
         raise GeneratorFileError(f"{path}: generator format version {payload.get('format_version')} is not supported (expected {FORMAT_VERSION})")
+    weights = payload.get("state_dict")
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        raise GeneratorFileError(f"{path}: the file holds no state_dict of tensors")
+    if state_dict_sha256(weights) != payload.get("weights_sha256"):
+        raise GeneratorFileError(f"{path}: the weights do not match their checksum (the file is corrupt or was "
+                                 "modified); export it again from its training checkpoint")
     try:
         generator = Generator(**payload["model"])
         state = {k: (v.float() if v.is_floating_point() else v) for k, v in payload["state_dict"].items()}

@@ -40,6 +40,10 @@ class GeneratorLoadError(FormulaGanError):
     """A generator file that is missing, unreadable, or not an exported generator."""
 
 
+class NonFiniteOutputError(FormulaGanError):
+    """The generator's output holds NaN or infinite values."""
+
+
 @dataclass
 class LoadedGenerator:
     model: torch.nn.Module
@@ -80,6 +84,11 @@ def load(path: str | Path, device: torch.device) -> LoadedGenerator:
     # naming the file and what to do), raised here, before any work.
     model, meta = load_generator(path, device)
     model.eval()
+    broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:
+        # its checksum may well match: the file holds exactly what training wrote (a diverged run)
+        raise GeneratorLoadError(f"{path}: the generator's weights hold NaN or infinite values ({', '.join(broken[:3])}"
+                                 f"{' ...' if len(broken) > 3 else ''}); it cannot generate anything")
     return LoadedGenerator(
         model=model,
         device=device,
@@ -158,4 +167,12 @@ class BatchRunner:
         with ctx:
             y = self.gen.model(x, domain, z)  # [b, 1, h, W] in [0, 1], ink = 1
         y = y.float().cpu()
+        if not torch.isfinite(y).all():
+            # NaN becomes 0 in ink_to_paper, i.e. black paper: a whole dataset of black
+            # images with exit 0. Stop instead; the shards finished so far stay.
+            raise NonFiniteOutputError(
+                f"the generator produced NaN or infinite values (batch of {len(papers)} at width {width}, "
+                f"z seeds {z_seeds[:3]}{' ...' if len(z_seeds) > 3 else ''}); the generator is broken "
+                "(a diverged training run?): synthesize with another one"
+            )
         return [ink_to_paper(y[i, :, :, : p.shape[1]]) for i, p in enumerate(papers)]  # crop the padding off
