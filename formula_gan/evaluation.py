@@ -138,6 +138,7 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> EvalResult:
     """Evaluate a recognizer checkpoint on finished shard sets (read in full, in order)."""
+    from formula_gan.data.jobs import verify
     from formula_gan.data.loader import ShardSource, make_loader
 
     from formula_gan.config import from_dict
@@ -147,8 +148,9 @@ def evaluate_checkpoint(
     model, vocab, ckpt = load_recognizer(checkpoint, dev)
     cfg = from_dict(RecognizerRunConfig, ckpt["config"])
     for d in shard_dirs:
-        if not (Path(d) / "manifest.json").is_file():
-            raise FormulaGanError(f"{d}: not a finished shard set (no manifest.json)")
+        # A test set is read whole: check it whole (sizes and sha256 as its manifest says),
+        # or a modified label quietly changes every score.
+        verify(d)
     loader = make_loader(
         [ShardSource(str(d)) for d in shard_dirs],
         vocab,

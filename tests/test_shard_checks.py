@@ -68,12 +68,13 @@ def _truncate_at_member_boundary(path: Path) -> int:
     return keep
 
 
-def _flip_a_label_byte(path: Path) -> None:
+def _flip_a_label_byte(path: Path, inside: bytes = b"x_") -> None:
+    """Change the byte after ``inside`` in the first sample's JSON (a label's character): same size."""
     with tarfile.open(path) as tar:
         member = next(m for m in tar.getmembers() if m.name.endswith(".json"))
     data = bytearray(path.read_bytes())
-    at = member.offset_data + data[member.offset_data:].index(b"x_")  # inside the label "x_N"
-    data[at] = ord("y")
+    at = member.offset_data + data[member.offset_data:].index(inside) + len(inside)
+    data[at] ^= 0x01
     path.write_bytes(bytes(data))
 
 
@@ -137,3 +138,21 @@ def test_training_readers_check_sizes_and_counts(tmp_path):
     _truncate_at_member_boundary(shards / shard_name(1))
     with pytest.raises(ShardError, match="shard-000001.tar"):
         ShardStream([ShardSource(str(shards))], Vocab(["x", "_", "{", "}"] + [str(i) for i in range(10)]), 4)
+
+
+@pytest.mark.parametrize("damage", ["one label byte flipped", "checksums zeroed in the manifest"])
+def test_evaluate_refuses_a_modified_test_set(damage, trained, digits, tmp_path, capsys):
+    """A flipped label byte or zeroed checksums passed evaluate, which then scored the model
+    against labels nobody wrote."""
+    import shutil
+
+    shards = tmp_path / "digits"
+    shutil.copytree(digits, shards)
+    if damage == "one label byte flipped":
+        _flip_a_label_byte(shards / shard_name(0), b'"tokens": "')
+    else:
+        _zero_checksums(shards)
+    code, out, err = _cli(capsys, "evaluate", "--recognizer", str(trained / "last.pt"), str(shards), "--beam", "1",
+                          "--no-progress")
+    assert code == 2 and "shard-000000.tar" in _one_error_line(err, "evaluate") and "sha256 differs" in err
+    assert "ExpRate" not in out

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from formula_gan.cli import number
+
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
@@ -32,9 +34,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     )
     p.add_argument("--recognizer", required=True, metavar="CKPT", help="a recognizer checkpoint (best.pt / last.pt)")
     p.add_argument("shards", nargs="+", metavar="SHARDS", help="finished shard folders (with manifest.json)")
-    p.add_argument("--beam", type=int, default=10, help="beam width; 1 = greedy (default 10)")
-    p.add_argument("--batch-size", type=int, default=8, help="(default 8)")
-    p.add_argument("--max-len", type=int, default=None, help="longest decoded formula (default: the model's, 200)")
+    p.add_argument("--beam", type=number(int, 1, 100), default=10, help="beam width; 1 = greedy (default 10)")
+    p.add_argument("--batch-size", type=number(int, 1, 1024), default=8, help="(default 8)")
+    p.add_argument("--max-len", type=number(int, 1, 10_000), default=None,
+                   help="longest decoded formula (default: the model's, 200)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: cuda when present)")
     p.add_argument("--out", metavar="FILE.json", help="write every metric and per-sample predictions here")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -55,7 +58,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--test", nargs="+", required=True, metavar="DIR", help="test shard sets (CROHME test 2014)")
     p.add_argument("--config", metavar="FILE", help="task-model config (default configs/recognizer/score_generator.yaml)")
     p.add_argument("--out-dir", default="runs/score-generator", metavar="DIR", help="(default runs/score-generator)")
-    p.add_argument("--beam", type=int, default=1, help="beam width for the test ExpRate (default 1: greedy)")
+    p.add_argument("--beam", type=number(int, 1, 100), default=1, help="beam width for the test ExpRate (default 1: greedy)")
     p.add_argument("--device", default="auto")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="task-model config overrides")
     p.add_argument("--no-progress", action="store_true")
