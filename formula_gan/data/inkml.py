@@ -56,6 +56,7 @@ class Ink:
     trace_groups: list[tuple[str, list[str]]] = field(default_factory=list)  # (symbol label, trace ids)
     trace_ids: list[str] = field(default_factory=list)  # id of each stroke, same order as ``strokes``
     source: str = ""  # where it came from (a path relative to the input folder)
+    writer: str | None = None  # the ``writer`` annotation, when the file has one
 
     def bbox(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) over all points."""
@@ -138,7 +139,10 @@ def parse_inkml(data: bytes, source: str = "", max_bytes: int = MAX_FILE_BYTES) 
     pts = np.concatenate(strokes)
     if pts[:, 0].max() - pts[:, 0].min() <= 0 and pts[:, 1].max() - pts[:, 1].min() <= 0:
         raise InkmlError("zero-size", "the expression is 0x0: every point has the same coordinates")
-    return Ink(strokes=strokes, truth=truth, trace_groups=_trace_groups(root), trace_ids=ids, source=source)
+    writer = next((" ".join((c.text or "").split()) for c in root
+                   if _local(c.tag) == "annotation" and c.get("type") == "writer"), None)
+    return Ink(strokes=strokes, truth=truth, trace_groups=_trace_groups(root), trace_ids=ids, source=source,
+               writer=writer or None)
 
 
 def _xy_channels(root: ET.Element) -> tuple[int, int]:
