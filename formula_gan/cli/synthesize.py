@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from formula_gan.cli import number
 
@@ -17,9 +18,18 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             "render them with KaTeX, translate the renderings into handwriting with a trained "
             "generator, and write WebDataset shards, manifest.json, rejects.jsonl and preview.png. "
             "Streams (memory does not grow with the input), resumes (rerun the same command after "
-            "an interruption) and splits (--num-shards/--shard-index, or RANK/WORLD_SIZE under torchrun)."
+            "an interruption) and splits (--num-shards/--shard-index, or RANK/WORLD_SIZE under torchrun). "
+            "--method stitch writes the formulas with real handwritten symbols of a symbol bank "
+            "(formula-gan prepare-symbols) placed where KaTeX lays them out, with no generator."
         ),
     )
+    p.add_argument("--method", choices=["gan", "stitch"], default="gan",
+                   help="gan: a trained generator translates the renderings (default); stitch: glyphs of --symbols "
+                        "are placed in KaTeX's per-symbol boxes (each sample's JSON gets their boxes and writers)")
+    p.add_argument("--symbols", metavar="DIR", help="stitch: the symbol bank (formula-gan prepare-symbols --out DIR)")
+    p.add_argument("--ink", action="store_true", help="stitch: also write each sample's strokes, <key>.inkml in the shard")
+    p.add_argument("--stitch-workers", type=number(int, 0, 256), default=None, metavar="N",
+                   help="stitch: processes that stitch and rasterize (default: one per core; 0: in this process)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="formula files")
     gen = p.add_mutually_exclusive_group()
     gen.add_argument("--generator", metavar="FILE",
@@ -64,6 +74,11 @@ def run(args: argparse.Namespace) -> int:
     flags = {"variants": args.variants, "seed": args.seed, "oversize": args.oversize, "height": args.height,
              "max_tokens": args.max_tokens, "samples_per_shard": args.samples_per_shard}
     overrides = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(args.set)
+    if args.method == "stitch":
+        return _stitch(args, overrides)
+    for name in ("symbols", "ink", "stitch_workers"):
+        if getattr(args, name):
+            raise FormulaGanError(f"--{name.replace('_', '-')} is for --method stitch")
     config = load_config(SynthesisConfig, args.config, overrides)
     synth = Synthesizer(
         args.generator,
@@ -76,6 +91,33 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     report = synth.run(args.inputs, args.out, rank=args.shard_index, world_size=args.num_shards)
+    _print_report(report)
+    if synth.gen.untrained:
+        print("NOTE: made with an UNTRAINED generator: these images are not handwriting.", file=sys.stderr)
+    return 0
+
+
+def _stitch(args: argparse.Namespace, overrides: list[str]) -> int:
+    from formula_gan.config import load_config
+    from formula_gan.errors import FormulaGanError
+    from formula_gan.synthesis.stitching import StitchSynthesisConfig, StitchSynthesizer
+
+    if not args.symbols:
+        raise FormulaGanError("--method stitch needs --symbols DIR (a symbol bank: formula-gan prepare-symbols)")
+    gan_only = {"generator": args.generator, "untrained-generator": args.untrained_generator, "device": args.device,
+                "cpu-threads": args.cpu_threads, "height": args.height, "oversize": args.oversize}
+    given = [f"--{name}" for name, value in gan_only.items() if value]
+    if given:
+        raise FormulaGanError(f"{', '.join(given)}: for --method gan only")
+    config = load_config(StitchSynthesisConfig, args.config, overrides)
+    with StitchSynthesizer(args.symbols, config=config, ink=args.ink, render_workers=args.render_workers,
+                           stitch_workers=args.stitch_workers, progress=not args.no_progress) as synth:
+        report = synth.run(args.inputs, args.out, rank=args.shard_index, world_size=args.num_shards)
+    _print_report(report)
+    return 0
+
+
+def _print_report(report: Any) -> None:
     print(
         f"synthesize: {report.samples_written} samples in {report.shards_written} new shards, "
         f"{report.rejected} rejected, {report.downscaled} downscaled, {report.seconds:.1f} s",
@@ -89,6 +131,3 @@ def run(args: argparse.Namespace) -> int:
               f"rejects: {report.out_dir / 'rejects.jsonl'} ({m['num_rejected']}))")
         if report.preview is not None:
             print(f"preview:  {report.preview}")
-    if synth.gen.untrained:
-        print("NOTE: made with an UNTRAINED generator: these images are not handwriting.", file=sys.stderr)
-    return 0

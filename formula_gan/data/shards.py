@@ -37,6 +37,8 @@ class Sample:
     key: str
     png: bytes
     meta: dict[str, Any]
+    # more members of the sample, (extension, bytes): e.g. ("inkml", strokes) beside the image
+    extra: tuple[tuple[str, bytes], ...] = ()
 
 
 def shard_name(index: int) -> str:
@@ -100,6 +102,10 @@ class ShardWriter:
             raise ValueError(f"duplicate sample key {sample.key!r} in {self.path.name}")
         self._keys.add(sample.key)
         meta = json.dumps(sample.meta, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        for ext, data in sample.extra:  # before png and json: a reader has the whole sample when those arrive
+            if ext in ("png", "json") or not re.fullmatch(r"[a-z0-9]+(\.[a-z0-9]+)*", ext):
+                raise ValueError(f"sample member extension {ext!r} is not allowed")
+            self._add(f"{sample.key}.{ext}", data)
         self._add(f"{sample.key}.png", sample.png)
         self._add(f"{sample.key}.json", meta)
         self.count += 1
@@ -149,7 +155,8 @@ def read_shard(path: str | Path) -> Iterator[Sample]:
                 parts[ext] = fileobj.read()
                 if "png" in parts and "json" in parts:
                     del pending[key]
-                    yield Sample(key, parts["png"], json.loads(parts["json"].decode("utf-8")))
+                    extra = tuple((e, d) for e, d in parts.items() if e not in ("png", "json"))
+                    yield Sample(key, parts["png"], json.loads(parts["json"].decode("utf-8")), extra)
     except (tarfile.TarError, EOFError, OSError, ValueError, RecursionError) as err:  # ValueError: a bad .json member
         raise ShardError(f"{path}: cannot read shard ({err})") from err
     if pending:

@@ -77,6 +77,7 @@ class Record:
     size: tuple[int, int] | None = None  # (h, w) of the output
     rendered_size: tuple[int, int] | None = None  # (h, w) of the rendering before scaling
     downscaled: float | None = None  # scale applied by the oversize policy "downscale"
+    extra: dict[str, Any] | None = None  # what another method (the stitcher) adds to the sample
 
     def reject_record(self) -> dict[str, Any]:
         """A line of rejects.jsonl, as the `render` job writes it, plus the stage and the key."""

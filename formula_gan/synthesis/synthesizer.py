@@ -165,7 +165,7 @@ class Synthesizer:
         return {
             "kind": "synthesize",
             "inputs": described,
-            "generator": self.gen.identity(),
+            "generator": self._identity(),
             "config": to_dict(self.config),
             # the renderer settings that change pixels (the `render` job's list); workers do not
             "renderer": {k: renderer[k] for k in OUTPUT_SETTINGS},
@@ -197,9 +197,9 @@ class Synthesizer:
             raise FormulaGanError(f"shard index {rank} is outside 0..{world_size - 1}")
         _check_tools()
         job = ShardedJob(out_dir, self.job_identity(inputs), self.config.samples_per_shard, rank, world_size).open()
-        writer = _Writer(job, self.gen.identity(), self.progress)
+        writer = self._writer(job)
         source = self._source(job, iter_items(inputs, self.config.variants))
-        stages = [("render", self._render_stage), ("generate", self._generate_stage), ("encode", self._encode_stage)]
+        stages = self._stages()
         if overlap:
             with Pipeline(source, stages, self.queue_depth, source_name="normalize") as pipeline:
                 for piece in pipeline:
@@ -226,11 +226,22 @@ class Synthesizer:
             downscaled=writer.downscaled,
             manifest=manifest,
             preview=preview if preview.is_file() else None,
-            generator=self.gen.identity(),
+            generator=self._identity(),
             seconds=time.perf_counter() - start,
             stages=stats,
             browser_launch_s=self._launch_s,
         )
+
+    # ---- what another method (formula_gan.synthesis.stitching) replaces -----------------------
+    def _identity(self) -> dict[str, Any]:
+        """What makes the output: the generator's hash and step."""
+        return self.gen.identity()
+
+    def _stages(self) -> list[tuple[str, Any]]:
+        return [("render", self._render_stage), ("generate", self._generate_stage), ("encode", self._encode_stage)]
+
+    def _writer(self, job: ShardedJob) -> "_Writer":
+        return _Writer(job, self._identity(), self.progress)
 
     def _manifest_extra(self, job: ShardedJob) -> dict[str, Any]:
         # Deterministic content only (no times, no rank): every rank that happens to
@@ -245,7 +256,7 @@ class Synthesizer:
         return {
             "domain": DOMAIN,
             "vocab": sorted(tokens),  # as the `render` job's manifest: Vocab.from_manifest reads it
-            "generator": self.gen.identity(),
+            "generator": self._identity(),
             "oversize": {"policy": self.config.oversize, "max_pixels": self.config.max_pixels, "height": self.config.height},
             "preview": PREVIEW,
         }
@@ -322,7 +333,7 @@ class Synthesizer:
                         t0 = time.perf_counter()
                         renderer = Renderer(workers=self.render_workers).__enter__()
                         self._launch_s = time.perf_counter() - t0
-                    future = renderer.submit([(r.rendering.rendered_latex, r.rendering.style) for r in todo])  # type: ignore[union-attr]
+                    future = self._submit(renderer, todo)
                 inflight.append((piece, todo, future))
                 if len(inflight) > self.render_workers:
                     yield self._finish_render(*inflight.popleft(), pool)
@@ -335,6 +346,9 @@ class Synthesizer:
             pool.shutdown()
             if renderer is not None:
                 renderer.__exit__(None, None, None)
+
+    def _submit(self, renderer: Any, todo: list[Record]) -> "concurrent.futures.Future[Any]":
+        return renderer.submit([(r.rendering.rendered_latex, r.rendering.style) for r in todo])  # type: ignore[union-attr]
 
     def _finish_render(self, piece: Piece, todo: list[Record], future: concurrent.futures.Future[Any] | None,
                        pool: concurrent.futures.ThreadPoolExecutor) -> Piece:
@@ -486,7 +500,7 @@ class _Writer:
             if r.png is None:
                 rejects.append(r.reject_record())
                 continue
-            samples.append(Sample(r.key, r.png, self._meta(r)))  # type: ignore[arg-type]
+            samples.append(self._sample(r))
             tokens.update(r.rendering.tokens)  # type: ignore[union-attr]
             if r.downscaled is not None:
                 downscaled.append(r.key)
@@ -503,6 +517,9 @@ class _Writer:
         self.rejected += len(rejects)
         self.downscaled += len(downscaled)
         self.shard, self.records = None, []
+
+    def _sample(self, r: Record) -> Sample:
+        return Sample(r.key, r.png, self._meta(r))  # type: ignore[arg-type]
 
     def _meta(self, r: Record) -> dict[str, Any]:
         assert r.rendering is not None and r.size is not None

@@ -1,0 +1,294 @@
+"""The glyph stitcher: real handwritten symbols placed where KaTeX lays out each token.
+
+For each per-symbol box of a formula (``katex_render.boxes``: measured at
+``layout_px``), one glyph of that token from the symbol bank
+(``formula_gan.data.symbol_bank``) is scaled into the box and placed with some
+jitter; the strokes of all glyphs are then drawn by the project's rasterizer,
+with the same pen and normalization as the CROHME images, so stitched and real
+handwriting can be compared as they are.
+
+Choices, each a field of ``StitchConfig``:
+
+* **One hand per formula.** The writer who has glyphs for the most of the
+  formula's symbols is chosen (ties at random); a symbol that writer never wrote
+  comes from a random other writer. CROHME's writers wrote 3 to 101 distinct
+  symbols each, so a long formula often mixes two or three hands.
+* **Fitting a box.** A glyph is scaled to its box's width and height, with the
+  change of its aspect ratio limited to ``aspect_limit`` (a handwritten ``1`` is a
+  bare stroke; stretching it to the width of the font's ``1`` would make it a
+  blob). A glyph flat in one direction (``-``, ``\\ldots``, ``1``, ``|``) is scaled
+  by the other one only; a dot keeps its natural size (``SYMBOL_EM`` of the font).
+* **Bars and radicals.** The bar of ``\\frac`` (and ``\\overline``) is a ``-``
+  glyph stretched over the bar's width, its height kept natural (a hand's wobble
+  stays a wobble); a ``\\sqrt`` glyph is stretched over the whole radical (sign and
+  vinculum), as people draw it.
+* **Jitter.** Position (``position_jitter``), size (``size_jitter``, log-normal),
+  slant (one per formula, ``slant``, plus ``glyph_slant`` per glyph) and a slow
+  baseline wave (``baseline_drift``), all in symbol heights, all drawn from the
+  formula's own seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+from xml.sax.saxutils import escape, quoteattr
+
+import numpy as np
+
+from formula_gan.data.inkml import Ink
+from formula_gan.data.rasterize import SYMBOL_EM, RasterConfig, rasterize
+from formula_gan.data.symbol_bank import SymbolBank
+from formula_gan.errors import FormulaGanError
+from katex_render.boxes import SymbolBox
+
+# Tokens drawn with another symbol's glyph: bars are a writer's minus sign.
+GLYPH_OF = {"\\frac": "-", "\\dfrac": "-", "\\tfrac": "-", "\\cfrac": "-", "\\overline": "-", "\\underline": "-"}
+BARS = frozenset({"\\frac", "\\dfrac", "\\tfrac", "\\cfrac", "\\overline", "\\underline"})
+RADICALS = frozenset({"\\sqrt"})
+FLAT = 0.15  # a glyph less than this many symbol heights wide (or high) is flat that way
+
+
+class StitchError(FormulaGanError):
+    """A formula the bank cannot write (``reason`` names the missing token)."""
+
+
+@dataclass(frozen=True)
+class StitchConfig:
+    # Rasterization, as prepare-crohme's (formula_gan.data.rasterize): height128 | symbol.
+    normalize: Literal["height128", "symbol"] = "height128"
+    pen_width: float | None = None  # None: the normalization's default pen
+    padding: int = 8
+    # KaTeX's font size when the boxes are measured: large enough that whole-pixel
+    # boxes hold the layout within a few percent of a symbol.
+    layout_px: int = 40
+    # A glyph's aspect ratio changes at most by this factor to fit its box.
+    aspect_limit: float = 1.5
+    # Standard deviations, in symbol heights (slants: x shift per unit of height).
+    position_jitter: float = 0.05
+    size_jitter: float = 0.08
+    slant: float = 0.1
+    glyph_slant: float = 0.04
+    baseline_drift: float = 0.05
+    # Prefer one writer per formula (False: every glyph from a random writer).
+    one_writer: bool = True
+
+    def __post_init__(self) -> None:
+        if self.normalize not in ("height128", "symbol"):
+            raise ValueError(f"normalize must be height128 or symbol, got {self.normalize!r}")
+        if not 8 <= self.layout_px <= 200:
+            raise ValueError(f"layout_px must be in 8..200, got {self.layout_px}")
+        if not 1.0 <= self.aspect_limit <= 10.0:
+            raise ValueError(f"aspect_limit must be in 1..10, got {self.aspect_limit}")
+        for name in ("position_jitter", "size_jitter", "slant", "glyph_slant", "baseline_drift"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in 0..1, got {value}")
+        RasterConfig(normalize=self.normalize, pen_width=self.pen_width, padding=self.padding)  # its own checks
+
+    def raster(self) -> RasterConfig:
+        return RasterConfig(normalize=self.normalize, pen_width=self.pen_width, padding=self.padding)
+
+
+@dataclass
+class PlacedGlyph:
+    token: int  # index in the formula's tokens
+    symbol: str  # the bank token drawn (\frac's bar is "-")
+    writer: str
+    glyph: int  # index in the bank
+    strokes: list[np.ndarray]  # each [n, 2] float64 in layout px
+
+
+@dataclass
+class Stitched:
+    """A stitched formula: its glyphs, its image and each glyph's box in that image."""
+
+    glyphs: list[PlacedGlyph]
+    image: np.ndarray  # uint8 [h, w] dark ink on white
+    boxes: list[SymbolBox]  # one per glyph, in image pixels
+    info: dict = field(default_factory=dict)  # the rasterizer's (scale, width, height, ...)
+
+    @property
+    def writers(self) -> list[str]:
+        """The writers of the glyphs, most used first."""
+        counts: dict[str, int] = {}
+        for g in self.glyphs:
+            counts[g.writer] = counts.get(g.writer, 0) + 1
+        return sorted(counts, key=lambda w: (-counts[w], w))
+
+
+class Stitcher:
+    """Writes formulas with glyphs of a symbol bank.
+
+    >>> stitcher = Stitcher("datasets/prepared/symbols")
+    >>> stitched = stitcher.stitch(tokens, boxes, seed=7)   # boxes: render_boxes(..., images=False)
+    >>> stitched.image, stitched.boxes, stitched.writers
+
+    The same tokens, boxes and seed give the same image. ``stitch_formulas`` in
+    this package does the normalizing and the layout too.
+    """
+
+    def __init__(self, symbols: SymbolBank | str, config: StitchConfig | None = None):
+        self.bank = symbols if isinstance(symbols, SymbolBank) else SymbolBank(symbols)
+        self.config = config or StitchConfig()
+        # writer x token: which writer wrote which symbol (to find one hand per formula)
+        self._has = np.zeros((len(self.bank.writers), len(self.bank.tokens)), dtype=bool)
+        self._has[self.bank.glyph_writer, self.bank.glyph_token] = True
+        self._token_index = {t: i for i, t in enumerate(self.bank.tokens)}
+
+    def identity(self) -> dict:
+        """What decides the output, for job.json and the manifest."""
+        from formula_gan.config import to_dict
+
+        return {"method": "stitch", "symbols": self.bank.digest, "glyphs": len(self.bank), "config": to_dict(self.config)}
+
+    # ---- which glyph for which box ------------------------------------------------------
+    def missing(self, tokens: Sequence[str], boxes: Sequence[SymbolBox]) -> list[str]:
+        """The boxed tokens the bank has no glyph for (in order, once each)."""
+        out: list[str] = []
+        for b in boxes:
+            symbol = GLYPH_OF.get(tokens[b.token], tokens[b.token])
+            if not self.bank.has(symbol) and tokens[b.token] not in out:
+                out.append(tokens[b.token])
+        return out
+
+    def place(self, tokens: Sequence[str], boxes: Sequence[SymbolBox], seed: int) -> list[PlacedGlyph]:
+        """A glyph for every box, scaled and jittered into it (layout px)."""
+        absent = self.missing(tokens, boxes)
+        if absent:
+            raise StitchError(f"no glyph for token{'s' if len(absent) > 1 else ''} {' '.join(absent)} in the symbol bank")
+        if not boxes:
+            raise StitchError("the formula draws no symbol")
+        cfg = self.config
+        rng = np.random.default_rng(seed)
+        symbols = [GLYPH_OF.get(tokens[b.token], tokens[b.token]) for b in boxes]
+        writer = self._choose_writer(symbols, rng) if cfg.one_writer else None
+        unit = SYMBOL_EM * cfg.layout_px  # px per symbol height in the layout
+        slant = rng.normal(0.0, cfg.slant)
+        left = min(b.x0 for b in boxes)
+        width = max(b.x1 for b in boxes) - left
+        period = max(width, 4 * unit) * rng.uniform(1.0, 2.5)
+        phase = rng.uniform(0.0, 2 * math.pi)
+        placed = []
+        for b, symbol in zip(boxes, symbols):
+            candidates = self.bank.indices(symbol, writer) if writer is not None else ()
+            if len(candidates) == 0:
+                candidates = self.bank.indices(symbol)
+            index = int(candidates[rng.integers(len(candidates))])
+            strokes = self._fit(tokens[b.token], index, b, unit, slant, rng)
+            cx = (b.x0 + b.x1) / 2.0
+            drift = cfg.baseline_drift * unit * math.sin(2 * math.pi * (cx - left) / period + phase)
+            for s in strokes:
+                s[:, 1] += drift
+            placed.append(PlacedGlyph(b.token, symbol, self.bank.writers[self.bank.glyph_writer[index]], index, strokes))
+        return placed
+
+    def _choose_writer(self, symbols: Sequence[str], rng: np.random.Generator) -> int:
+        """The writer with glyphs for the most distinct symbols of the formula (ties at random)."""
+        needed = sorted({self._token_index[s] for s in symbols})
+        covered = self._has[:, needed].sum(axis=1)  # [writers]
+        best = np.flatnonzero(covered == covered.max())
+        return int(best[rng.integers(len(best))])
+
+    def _fit(self, token: str, index: int, box: SymbolBox, unit: float, slant: float,
+             rng: np.random.Generator) -> list[np.ndarray]:
+        """Glyph ``index``'s strokes scaled into ``box`` with jitter (layout px)."""
+        cfg = self.config
+        gw, gh = (float(v) for v in self.bank.glyph_size[index])
+        bw, bh = max(box.x1 - box.x0, 1), max(box.y1 - box.y0, 1)
+        grow = math.exp(rng.normal(0.0, cfg.size_jitter))
+        if token in BARS:  # stretched over the bar, natural thickness
+            sx, sy = bw / max(gw, FLAT), unit
+        elif token in RADICALS:  # stretched over sign and vinculum
+            sx, sy = bw / max(gw, FLAT), bh / max(gh, FLAT)
+        elif gw < FLAT and gh < FLAT:  # a dot
+            sx = sy = unit * grow
+        elif gh < FLAT:  # -, \ldots: the width decides
+            sx = sy = bw / gw * grow
+        elif gw < FLAT:  # 1, |, l: the height decides
+            sx = sy = bh / gh * grow
+        else:
+            fx, fy = bw / gw, bh / gh
+            scale = math.sqrt(fx * fy) * grow
+            ratio = min(max(fx / fy, 1.0 / cfg.aspect_limit), cfg.aspect_limit)
+            sx, sy = scale * math.sqrt(ratio), scale / math.sqrt(ratio)
+        lean = slant + rng.normal(0.0, cfg.glyph_slant)
+        jitter = rng.normal(0.0, cfg.position_jitter * unit, size=2)
+        if token in BARS or token in RADICALS:
+            jitter[0] = 0.0  # a bar or a radical must keep covering what it covers
+        cx = (box.x0 + box.x1) / 2.0 + jitter[0]
+        cy = (box.y0 + box.y1) / 2.0 + jitter[1]
+        out = []
+        for s in self.bank.strokes(index):
+            p = (s.astype(np.float64) - (gw / 2.0, gh / 2.0)) * (sx, sy)  # [n, 2] centred
+            p[:, 0] -= lean * p[:, 1]  # y points down: a positive lean tilts the top to the right
+            p += (cx, cy)
+            out.append(p)
+        return out
+
+    # ---- drawing ------------------------------------------------------------------------------
+    def draw(self, glyphs: Sequence[PlacedGlyph], latex: str = "") -> Stitched:
+        """Rasterize placed glyphs as prepare-crohme rasterizes CROHME, and box each glyph."""
+        strokes = [s for g in glyphs for s in g.strokes]
+        ids: list[str] = []
+        groups: list[tuple[str, list[str]]] = []
+        for g in glyphs:
+            refs = [str(len(ids) + k) for k in range(len(g.strokes))]
+            ids.extend(refs)
+            groups.append((g.symbol, refs))  # labels as CROHME's: the symbol normalization reads them
+        ink = Ink(strokes=strokes, truth=latex, trace_groups=groups, trace_ids=ids)
+        image, info = rasterize(ink, self.config.raster())
+        to_image = _image_transform(ink, info)
+        # the pen's half width, and the rasterizer's round caps reach a supersampled pixel further
+        half = self.config.raster().pen / 2.0 + 0.5
+        boxes = []
+        for g in glyphs:
+            pts = to_image(np.concatenate(g.strokes))
+            lo, hi = pts.min(axis=0) - half, pts.max(axis=0) + half
+            boxes.append(SymbolBox(g.token, max(0, math.floor(lo[0])), max(0, math.floor(lo[1])),
+                                   min(image.shape[1], math.ceil(hi[0])), min(image.shape[0], math.ceil(hi[1]))))
+        return Stitched(list(glyphs), image, boxes, info)
+
+    def stitch(self, tokens: Sequence[str], boxes: Sequence[SymbolBox], seed: int, latex: str = "") -> Stitched:
+        """``place`` then ``draw``. Raises ``StitchError`` naming a token the bank lacks."""
+        return self.draw(self.place(tokens, boxes, seed), latex)
+
+    def inkml(self, stitched: Stitched, latex: str) -> bytes:
+        """The strokes as InkML, in the image's pixel coordinates, one trace group per glyph
+        (its token and writer), the LaTeX as the truth: the online form of the sample."""
+        to_image = _image_transform(Ink(strokes=[s for g in stitched.glyphs for s in g.strokes], truth=""), stitched.info)
+        lines = ['<ink xmlns="http://www.w3.org/2003/InkML">',
+                 '<traceFormat><channel name="X" type="decimal"/><channel name="Y" type="decimal"/></traceFormat>',
+                 f'<annotation type="truth">{escape(latex)}</annotation>',
+                 f'<annotation type="writer">{escape(" ".join(stitched.writers))}</annotation>']
+        number = 0
+        group_lines = []
+        for g in stitched.glyphs:
+            refs = []
+            for s in g.strokes:
+                pts = to_image(s)
+                lines.append(f'<trace id="{number}">' + ", ".join(f"{x:.2f} {y:.2f}" for x, y in pts) + "</trace>")
+                refs.append(number)
+                number += 1
+            group_lines.append(f'<traceGroup><annotation type="truth">{escape(g.symbol)}</annotation>'
+                               f'<annotation type="writer">{escape(g.writer)}</annotation>'
+                               + "".join(f"<traceView traceDataRef={quoteattr(str(r))}/>" for r in refs) + "</traceGroup>")
+        lines.append('<traceGroup><annotation type="truth">Segmentation</annotation>')
+        lines.extend(group_lines)
+        lines.append("</traceGroup>")
+        lines.append("</ink>")
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _image_transform(ink: Ink, info: dict):
+    """Ink coordinates -> image pixels, as ``rasterize`` maps them (its scale, content centred)."""
+    x0, y0, x1, y1 = ink.bbox()
+    scale = float(info["scale"])
+    ox = (info["width"] - (x1 - x0) * scale) / 2.0
+    oy = (info["height"] - (y1 - y0) * scale) / 2.0
+
+    def to_image(points: np.ndarray) -> np.ndarray:
+        return (points - (x0, y0)) * scale + (ox, oy)
+
+    return to_image
