@@ -31,11 +31,11 @@ def resolve_device(name: str | None = "auto", local_rank: int | None = None) -> 
     if device.type != "cuda":
         raise DeviceError(f"device {name!r} is not supported (use cpu, cuda or cuda:N)")
     if not torch.cuda.is_available():
-        raise DeviceError(f"device {name}: this machine has no CUDA device (torch {torch.__version__}); use cpu")
+        raise DeviceError(f"--device {name}: this machine has no CUDA device (torch {torch.__version__}); use --device cpu")
     index = device.index
     if index is None:
         index = local_rank if local_rank is not None else int(os.environ.get("LOCAL_RANK", "0"))
     count = torch.cuda.device_count()
     if index >= count:
-        raise DeviceError(f"device {name}: GPU {index} requested, this machine has {count}")
+        raise DeviceError(f"--device {name}: GPU {index} requested, this machine has {count}")
     return torch.device("cuda", index)
