@@ -26,6 +26,15 @@ grow with the number of formulas and the resident set must stay flat.
 Formulas: the first N lines of the shared im2latex corpus when it is there,
 else the built-in sample repeated. The generator is a tiny randomly
 initialized one (width multiplier 1/16), saved and loaded like a real export.
+
+``--method stitch --symbols DIR`` measures the glyph stitcher instead: the same
+two runs (stages alone, then pipelined; their samples must be identical), and,
+in the same run, the renderer's rates on the same formulas and styles: plain
+images (``render_plain_per_s``, the GAN path's and `render`'s), images with
+per-symbol boxes (``render_boxes_per_s``, ``render --boxes``) and boxes without
+images (``layout_boxes_per_s``, what stitching uses). Its formulas are CROHME's
+own labels (the symbols the bank has), from the folder the bank was made from,
+unless --corpus names a file.
 """
 
 from __future__ import annotations
@@ -192,6 +201,95 @@ def memory(args: argparse.Namespace, tmp: Path) -> dict:
     }
 
 
+def crohme_corpus(symbols: Path, path: Path) -> str:
+    """The truth labels of the CROHME folder a symbol bank was made from, one per line."""
+    sys.path.insert(0, str(REPO))
+    from formula_gan.data.crohme_job import iter_crohme_labels
+    from katex_render.normalize import SourceFormula
+
+    source = json.loads((symbols / "manifest.json").read_text(encoding="utf-8"))["input"]
+    labels = [f.latex for f in iter_crohme_labels(source) if isinstance(f, SourceFormula)]
+    path.write_text("\n".join(labels) + "\n", encoding="utf-8")
+    return source
+
+
+def renderer_rates(formulas: Path, workers: int, seed: int = 0) -> dict:
+    """Items/s of the renderer alone on the job's formulas and layout styles: plain, with boxes,
+    boxes without images (one warm-up batch each first; the launch is not timed)."""
+    from formula_gan.data.render_job import derive_seed
+    from formula_gan.synthesis.stitching import StitchSynthesisConfig
+    from katex_render.normalize import Normalizer, tokens_to_latex
+    from katex_render.readers import SourceFormula, read_formulas
+    from katex_render.renderer import Renderer
+    from katex_render.styles import Style, sample_style
+
+    cfg = StitchSynthesisConfig()
+    read = [f for f in read_formulas(formulas) if isinstance(f, SourceFormula)]
+    with Normalizer() as normalizer:
+        normalized = normalizer.normalize([f.latex for f in read])
+    items = []
+    for f, (tokens, _) in zip(read, normalized):
+        if tokens:
+            font = sample_style(cfg.style, derive_seed(seed, f.source, f.latex, 0)).font
+            items.append((tokens, Style(font, cfg.stitch.layout_px, 0)))
+    rates = {}
+    with Renderer(workers=workers) as renderer:
+        warm = items[:200]
+        renderer.render([(tokens_to_latex(t), s) for t, s in warm])
+        renderer.render_boxes(warm)
+        renderer.render_boxes(warm, images=False)
+        for name, call in (("render_plain_per_s", lambda: renderer.render([(tokens_to_latex(t), s) for t, s in items])),
+                           ("render_boxes_per_s", lambda: renderer.render_boxes(items)),
+                           ("layout_boxes_per_s", lambda: renderer.render_boxes(items, images=False))):
+            t0 = time.perf_counter()
+            call()
+            rates[name] = round(len(items) / (time.perf_counter() - t0), 1)
+    return rates
+
+
+def stitch_speed(args: argparse.Namespace, tmp: Path) -> dict:
+    from formula_gan.synthesis.stitching import StitchSynthesizer
+
+    symbols = Path(args.symbols)
+    if args.corpus:
+        src = make_input(args.formulas, tmp / "formulas.txt", args.corpus)
+    else:
+        src = crohme_corpus(symbols, tmp / "labels.txt")
+        make_input(args.formulas, tmp / "formulas.txt", str(tmp / "labels.txt"))
+    rates = renderer_rates(tmp / "formulas.txt", args.render_workers)
+    with StitchSynthesizer(symbols, render_workers=args.render_workers, stitch_workers=args.stitch_workers,
+                           progress=False) as synth:
+        alone = synth.run([tmp / "formulas.txt"], tmp / "alone", overlap=False)
+        piped = synth.run([tmp / "formulas.txt"], tmp / "piped")
+        workers = synth.pool.workers
+    items = piped.samples_written + piped.rejected
+    times = {s.name: s.total_s - (alone.browser_launch_s if s.name == "layout" else 0.0) for s in alone.stages}
+    stage_rates = {name: round(items / t, 1) for name, t in times.items() if t > 0}
+    bound = min(stage_rates, key=stage_rates.get)
+    steady = piped.seconds - piped.browser_launch_s
+    return {
+        "bench": "synthesize-stitch",
+        "formulas": args.formulas,
+        "corpus": Path(src).name,
+        "items": items,
+        "samples": piped.samples_written,
+        "rejected": piped.rejected,
+        "render_workers": args.render_workers,
+        "stitch_workers": workers,
+        "e2e_samples_per_s": round(piped.samples_written / steady, 1),
+        "e2e_items_per_s": round(items / steady, 1),
+        "e2e_samples_per_s_with_launch": round(piped.samples_written / piped.seconds, 1),
+        **rates,
+        "browser_launch_s": [round(alone.browser_launch_s, 1), round(piped.browser_launch_s, 1)],
+        "stage_items_per_s_alone": stage_rates,
+        "bound": bound,
+        "e2e_vs_bound": round(items / steady / stage_rates[bound], 3),
+        "differing_samples": differing_samples(tmp / "alone", tmp / "piped"),
+        "cpus": os.cpu_count(),
+        "loadavg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--formulas", type=int, default=400, help="formulas for the speed run (default 400)")
@@ -203,10 +301,18 @@ def main() -> None:
     ap.add_argument("--render-workers", type=int, default=2)
     ap.add_argument("--samples-per-shard", type=int, default=250)
     ap.add_argument("--memory", default=None, metavar="N1,N2", help="peak RSS of pipelined runs of N1 and N2 formulas instead")
+    ap.add_argument("--method", choices=["gan", "stitch"], default="gan", help="the generator to measure (default gan)")
+    ap.add_argument("--symbols", default=None, metavar="DIR", help="stitch: the symbol bank (formula-gan prepare-symbols)")
+    ap.add_argument("--stitch-workers", type=int, default=None, help="stitch: stitching processes (default: one per core)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
+    if args.method == "stitch" and not args.symbols:
+        ap.error("--method stitch needs --symbols DIR")
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
-        result = memory(args, Path(tmp)) if args.memory else speed(args, Path(tmp))
+        if args.method == "stitch":
+            result = stitch_speed(args, Path(tmp))
+        else:
+            result = memory(args, Path(tmp)) if args.memory else speed(args, Path(tmp))
     print(json.dumps(result))
 
 

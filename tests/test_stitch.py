@@ -87,7 +87,7 @@ def test_each_glyph_sits_in_its_box_and_its_box_holds_its_ink(bank, layouts):
 
 
 def test_bars_and_radicals_are_stretched_over_their_extent(bank, layouts):
-    stitcher = Stitcher(bank, StitchConfig(size_jitter=0.0, position_jitter=0.0))
+    stitcher = Stitcher(bank, StitchConfig(size_jitter=0.0, position_jitter=0.0, spread=0.0))
     for index, token in ((1, "\\frac"), (2, "\\sqrt")):
         tokens = FORMULAS[index].split()
         layout = {b.token: b for b in layouts[index].boxes}
