@@ -44,6 +44,8 @@
   // KaTeX's spaceAfterDots (macros.ts): before these, \cdots adds a thin space.
   const SPACE_AFTER_DOTS = new Set([")", "]", "\\rbrack", "\\}", "\\rbrace", "\\rangle", "\\rceil", "\\rfloor",
     "\\rgroup", "\\rmoustache", "\\right", "\\bigr", "\\biggr", "\\Bigr", "\\Biggr", "$", ";", ".", ","]);
+  // KaTeX's classes whose elements draw a border (katex.min.css).
+  const RULES = /\b(frac-line|rule|hline|hdashline|overline-line|underline-line|fbox|fcolorbox|sout|angl|vertical-separator)\b/;
   const ZERO_WIDTH = /[\s\u200b\u200c\u200d\u2060\ufeff]/;
 
   let canvas = null;
@@ -280,6 +282,12 @@
         } else if (child.nodeType === Node.ELEMENT_NODE) {
           if (child.namespaceURI === "http://www.w3.org/2000/svg") {
             if (child.tagName.toLowerCase() === "svg") svgPieces(child, host, add);
+            continue;
+          }
+          // Only KaTeX's rules draw with borders (fraction bars, over/underlines, \\rule,
+          // boxes, array separators): other elements are not asked for their style.
+          if (!RULES.test(child.className) && !(child.getAttribute("style") || "").includes("border")) {
+            walk(child);
             continue;
           }
           const cs = getComputedStyle(child);
