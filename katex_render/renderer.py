@@ -78,6 +78,7 @@ from PIL import Image
 from katex_render.boxes import Rendered, boxed_latex, measured_only, page_scripts, parse_page_boxes, to_image
 from katex_render.browser import find_chromium, launch_args
 from katex_render.errors import KatexRenderError
+from katex_render.normalize import tokens_to_latex
 from katex_render.styles import Style, StyleConfig, check_style
 
 ORIGIN = "http://katex.local"
@@ -169,6 +170,7 @@ class _Request:
 
     latex: str
     style: Style
+    source: str  # the formula as given, before the style's font command (its nesting is checked)
     tokens: tuple[str, ...] | None = None
     starts: list[int] | None = None
 
@@ -657,7 +659,7 @@ class Renderer:
                 raise TypeError("render_boxes takes (token sequence, Style) pairs")
             check_style(style)
             latex, starts = boxed_latex(tokens, style)
-            requests.append(_Request(latex, style, tuple(tokens), starts))
+            requests.append(_Request(latex, style, tokens_to_latex(list(tokens)), tuple(tokens), starts))
         if self._loop is None:
             raise KatexRenderError("the renderer is not started (use it as a context manager)")
         mode = "boxes" if images else "measure"
@@ -665,7 +667,7 @@ class Renderer:
 
     async def _render_all(self, items: list[Any], mode: str = "plain") -> list[Any]:
         size = self.config.batch_size
-        requests = [_Request(style.wrap(latex), style) for latex, style in items] if mode == "plain" else items
+        requests = [_Request(style.wrap(latex), style, latex) for latex, style in items] if mode == "plain" else items
         batches = [requests[i:i + size] for i in range(0, len(requests), size)]
         parts = await asyncio.gather(*(self._render_batch(b, mode) for b in batches))
         return [result for part in parts for result in part]
@@ -674,7 +676,7 @@ class Renderer:
         """Refuse formulas nested too deep, render the rest (in order)."""
         refused = {i: f"groups nested {depth} deep (more than {self.config.max_group_depth})"
                    for i, request in enumerate(batch)
-                   if (depth := group_depth(request.latex)) > self.config.max_group_depth}
+                   if (depth := group_depth(request.source)) > self.config.max_group_depth}
         if not refused:
             return await self._render_checked(batch, mode)
         rendered = iter(await self._render_checked([item for i, item in enumerate(batch) if i not in refused], mode)
