@@ -47,6 +47,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FORMULA_GAN_DATA", REPO.parent / "shared" / "data"))
@@ -108,6 +109,14 @@ def differing_samples(a: Path, b: Path) -> int:
     return sum(1 for k in set(x) | set(y) if x.get(k) != y.get(k))
 
 
+def alone_rates(alone: Any, items: int, browser_stage: str) -> tuple[dict, str]:
+    """Items/s of each stage run alone, and the slowest one. Steady state: launching Chromium is
+    a fixed cost (seconds on a busy machine) that no overlap can hide; it is left out."""
+    times = {s.name: s.total_s - (alone.browser_launch_s if s.name == browser_stage else 0.0) for s in alone.stages}
+    rates = {name: round(items / t, 1) for name, t in times.items() if t > 0}
+    return rates, min(rates, key=rates.get)
+
+
 def speed(args: argparse.Namespace, tmp: Path) -> dict:
     src = make_input(args.formulas, tmp / "formulas.txt", args.corpus)
     make_generator(tmp / "g.pt", args.width)
@@ -117,9 +126,7 @@ def speed(args: argparse.Namespace, tmp: Path) -> dict:
     items = piped.samples_written + piped.rejected
     # Steady-state rates: launching Chromium is a fixed cost (seconds on a busy machine)
     # that no amount of overlap can hide; it is reported apart and left out of both sides.
-    times = {s.name: s.total_s - (alone.browser_launch_s if s.name == "render" else 0.0) for s in alone.stages}
-    stage_rates = {name: round(items / t, 1) for name, t in times.items() if t > 0}
-    bound = min(stage_rates, key=stage_rates.get)
+    stage_rates, bound = alone_rates(alone, items, "render")
     e2e = items / (piped.seconds - piped.browser_launch_s)
     busy = {s.name: round(s.busy_s / piped.seconds, 2) for s in piped.stages}
     return {
@@ -263,9 +270,7 @@ def stitch_speed(args: argparse.Namespace, tmp: Path) -> dict:
         piped = synth.run([tmp / "formulas.txt"], tmp / "piped")
         workers = synth.pool.workers
     items = piped.samples_written + piped.rejected
-    times = {s.name: s.total_s - (alone.browser_launch_s if s.name == "layout" else 0.0) for s in alone.stages}
-    stage_rates = {name: round(items / t, 1) for name, t in times.items() if t > 0}
-    bound = min(stage_rates, key=stage_rates.get)
+    stage_rates, bound = alone_rates(alone, items, "layout")
     steady = piped.seconds - piped.browser_launch_s
     return {
         "bench": "synthesize-stitch",
