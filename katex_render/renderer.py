@@ -58,6 +58,7 @@ import asyncio
 import base64
 import concurrent.futures
 import ctypes
+import inspect
 import io
 import math
 import os
@@ -87,6 +88,13 @@ KATEX_DIR = Path(__file__).resolve().parent / "node_modules" / "katex" / "dist"
 # Browser profiles are temporary folders named after the process that owns them, so that
 # the next renderer can remove those of a process that was killed (kill -9 runs no cleanup).
 PROFILE_PREFIX = "katex-render-"
+
+
+def _has_artifacts_dir_option() -> bool:
+    """Whether this Playwright's connect_over_cdp takes artifacts_dir (recent releases do)."""
+    from playwright.async_api import BrowserType
+
+    return "artifacts_dir" in inspect.signature(BrowserType.connect_over_cdp).parameters
 
 RenderResult = tuple["np.ndarray | None", "str | None"]  # (uint8 [h, w] dark ink on white, None) or (None, reason)
 
@@ -238,8 +246,11 @@ class _Browser:
                 raise KatexRenderError(f"Chromium ({self.executable}) did not start: {tail.strip() or 'no output'}")
             await asyncio.sleep(0.02)
         port = int(port_file.read_text().split()[0])
+        # Playwright makes an artifacts folder in TMPDIR for each connection unless given one:
+        # inside the profile it goes with it (also after kill -9, with the stale profile).
+        artifacts = {"artifacts_dir": str(Path(self.profile) / "artifacts")} if _has_artifacts_dir_option() else {}
         self.browser = await self.pw.chromium.connect_over_cdp(f"http://127.0.0.1:{port}",
-                                                               timeout=self.cfg.launch_timeout_s * 1000)
+                                                               timeout=self.cfg.launch_timeout_s * 1000, **artifacts)
         await self.new_page()
 
     async def new_page(self) -> None:
