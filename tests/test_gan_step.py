@@ -33,10 +33,11 @@ def g_grads(tmp_path: Path, lam: float, task_seed: int) -> dict[str, torch.Tenso
         if hasattr(m, "reset_parameters") and m is not parts.task:
             m.reset_parameters()
     source, _ = toy_data().iterator(None).__next__()
-    z, c = sample_latents(len(source), s, step_generator(0, 0))
+    gen = step_generator(0, 0)
+    z, c = sample_latents(len(source), s, gen)
     for group in parts.opt_g.param_groups:
         group["lr"] = 0.0  # keep the weights: only the gradients are compared
-    g_step(parts, source, z, c, s, measure=False)
+    g_step(parts, source, z, c, s, gen, measure=False)
     return {n: p.grad.clone() for n, p in parts.G.named_parameters() if p.grad is not None}
 
 
@@ -57,14 +58,14 @@ def test_d_step_trains_d_and_task_model_g_step_trains_only_g(tmp_path: Path) -> 
     source, real = toy_data().iterator(None).__next__()
     gen = step_generator(0, 0)
     g0, d0, t0 = params(parts.G), params(parts.D), params(parts.task)
-    d_step(parts, source, real, *sample_latents(len(source), s, gen), s, measure=True)
+    d_step(parts, source, real, *sample_latents(len(source), s, gen), s, gen, measure=True)
     g1, d1, t1 = params(parts.G), params(parts.D), params(parts.task)
     assert not same(d0, d1) and not same(t0, t1)
     g_weights = [k for k in g0 if "running" not in k and "num_batches" not in k and "_u" not in k and "_v" not in k]
     assert all(torch.equal(g0[k], g1[k]) for k in g_weights)  # G's weights untouched (its BN statistics may move)
     parts.opt_d.zero_grad(set_to_none=True)
     parts.opt_task.zero_grad(set_to_none=True)
-    g_step(parts, source, *sample_latents(len(source), s, gen), s, measure=True)
+    g_step(parts, source, *sample_latents(len(source), s, gen), s, gen, measure=True)
     g2, d2, t2 = params(parts.G), params(parts.D), params(parts.task)
     assert not same(g1, g2)
     d_weights = [k for k in d1 if not k.endswith(("_u", "_v"))]  # spectral-norm vectors move in every forward

@@ -24,6 +24,25 @@ class GanModelConfig:
     attention: bool = True  # SAGAN self-attention in G and D
     attention_after: int = 2  # after this many (decoder / discriminator) blocks
     spectral_norm: bool = True
+    # Not in the paper; what makes small, short runs learn (see models/generator.py):
+    skip: bool = False  # U-Net skips from the encoder into the decoder at /8, /4, /2
+    residual: bool = False  # output = input + a learned change (an untrained G is the identity)
+    output: Literal["sigmoid", "clamp"] = "sigmoid"  # clamp: the background can be exactly 0, as in real images
+
+
+@dataclass
+class DViewConfig:
+    """What D is shown of real and generated images (training/d_view.py); the same in both steps."""
+
+    crop_width: int = 0  # 0: whole images on a shared canvas (the paper); N: random N-column windows
+    translation: float = 0.0  # DiffAugment translation, fraction of each side (1/8 in DiffAugment)
+    cutout: float = 0.0  # DiffAugment cutout, fraction of each side (1/2 in DiffAugment)
+
+    def __post_init__(self) -> None:
+        if self.crop_width < 0 or self.crop_width % 16:
+            raise ValueError(f"crop_width must be 0 or a positive multiple of 16, got {self.crop_width}")
+        if not 0.0 <= self.translation < 0.5 or not 0.0 <= self.cutout < 1.0:
+            raise ValueError("translation must be in [0, 0.5) and cutout in [0, 1)")
 
 
 @dataclass
@@ -43,6 +62,10 @@ class GanDataConfig:
     handwritten: list[str] = field(default_factory=list)  # shard folders of handwriting (CROHME)
     vocab: str | None = None  # vocabulary JSON; None: the union of the shard folders' manifests
     height: int = 128
+    # Crop every image to its ink with CROHME's margin (8/128 of the height) before scaling:
+    # renderings come with random padding that G cannot remove and D would see (data/framing.py).
+    # The synthesizer frames its inputs the same way for a generator trained with it.
+    frame: bool = False
     max_width: int = 512
     batch_size: int = 16
     num_workers: int = 0
@@ -67,7 +90,14 @@ class GanConfig:
     swap_target_domain: bool = False
     handwritten_source: bool = True
     ema_decay: float = 0.999
+    r1_gamma: float = 0.0  # R1 penalty γ on D's gradient at real images (0: off, the paper)
+    r1_every: int = 1  # lazy R1: every N D steps, weighted by N
+    content_weight: float = 0.0  # weight of |blur(G(x)) − blur(x)| in G's loss (0: off, the paper)
+    content_blur: int = 8  # cell size of that blur in pixels
     device: str = "auto"
+    # CPU intra-op threads (0: torch's default, one per core). One thread is often faster on a
+    # shared two-core machine: each parallel op waits for its slowest thread. Ignored on GPUs.
+    cpu_threads: int = 0
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     channels_last: bool = True
     compile: bool = False
@@ -81,13 +111,18 @@ class GanConfig:
     task: TaskModelConfig = field(default_factory=TaskModelConfig)
     data: GanDataConfig = field(default_factory=GanDataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    d_view: DViewConfig = field(default_factory=DViewConfig)
 
     def __post_init__(self) -> None:
         if self.lambda_task < 0:
             raise ValueError(f"lambda_task must be >= 0, got {self.lambda_task}")
         if self.steps < 0:
             raise ValueError(f"steps must be >= 0, got {self.steps}")
-        for name in ("log_every", "sample_every", "checkpoint_every"):
+        if self.cpu_threads < 0:
+            raise ValueError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
+        if self.r1_gamma < 0 or self.content_weight < 0:
+            raise ValueError("r1_gamma and content_weight must be >= 0")
+        for name in ("log_every", "sample_every", "checkpoint_every", "r1_every", "content_blur"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
 

@@ -22,12 +22,13 @@ import torch.nn.functional as F
 
 from formula_gan.data.batch import DOMAIN_IDS, Batch
 from formula_gan.errors import FormulaGanError
+from formula_gan.models.generator import STRIDE
 
 if TYPE_CHECKING:
     from formula_gan.training.distributed import DistInfo
     from formula_gan.training.gan_config import GanConfig
 
-MULTIPLE = 16  # the generator and discriminator halve the size four times
+MULTIPLE = STRIDE  # the generator and discriminator halve the size four times
 
 
 class GanDataError(FormulaGanError):
@@ -164,21 +165,42 @@ class _Cursor:
 
 
 class _ShardBatches:
-    def __init__(self, source: _Cursor, real: _Cursor, check_source: int | None, check_real: int | None) -> None:
-        self.source, self.real = source, real
+    """Source batches (one cursor, or rendered + handwritten halves joined) paired with real batches."""
+
+    def __init__(self, sources: list[_Cursor], real: _Cursor, check_source: int | None, check_real: int | None) -> None:
+        self.sources, self.real = sources, real
         self.check_source, self.check_real = check_source, check_real
 
     def __iter__(self) -> "_ShardBatches":
         return self
 
     def __next__(self) -> tuple[Batch, Batch]:
-        source, real = next(self.source), next(self.real)
+        source = join_batches([next(cursor) for cursor in self.sources])
+        real = next(self.real)
         _check_domain(source, self.check_source, "data.rendered (the generator's only inputs)")
         _check_domain(real, self.check_real, "data.handwritten (the real targets)")
         return source, real
 
     def state(self) -> dict[str, Any]:
-        return {"source": self.source.state(), "real": self.real.state()}
+        keys = ("source", "source_handwritten")
+        return {**{k: c.state() for k, c in zip(keys, self.sources)}, "real": self.real.state()}
+
+
+def join_batches(batches: list[Batch]) -> Batch:
+    """One batch of several, padded (background, mask False) to a common size."""
+    if len(batches) == 1:
+        return batches[0]
+    h = max(b.images.shape[-2] for b in batches)
+    w = max(b.images.shape[-1] for b in batches)
+    t = max(b.tokens.shape[1] for b in batches)
+    return Batch(
+        torch.cat([F.pad(b.images, (0, w - b.images.shape[-1], 0, h - b.images.shape[-2])) for b in batches]),
+        torch.cat([F.pad(b.masks, (0, w - b.masks.shape[-1], 0, h - b.masks.shape[-2]), value=False) for b in batches]),
+        torch.cat([F.pad(b.tokens, (0, t - b.tokens.shape[1])) for b in batches]),  # PAD is 0
+        torch.cat([b.lengths for b in batches]),
+        torch.cat([b.domains for b in batches]),
+        [k for b in batches for k in b.keys],
+    )
 
 
 def _check_domain(batch: Batch, expected: int | None, where: str) -> None:
@@ -206,25 +228,39 @@ class ShardGanData:
         vocab = Vocab.load(d.vocab) if d.vocab else Vocab.union(*(Vocab.from_manifest(p) for p in d.rendered + d.handwritten))
         self.vocab_size = len(vocab)
         self.vocab_tokens = list(vocab.itos)
-        source = [ShardSource(p) for p in d.rendered] + ([ShardSource(p) for p in d.handwritten] if cfg.handwritten_source else [])
-        real = ([ShardSource(p) for p in d.rendered] if cfg.swap_target_domain else []) + [ShardSource(p) for p in d.handwritten]
+        rendered = [ShardSource(p) for p in d.rendered]
+        handwritten = [ShardSource(p) for p in d.handwritten]
+        real = (rendered if cfg.swap_target_domain else []) + handwritten
 
-        def loader(sources: list, seed: int) -> Any:
-            return make_loader(sources, vocab, d.batch_size, height=d.height, max_width=d.max_width, shuffle=True,
+        def loader(sources: list, seed: int, batch_size: int) -> Any:
+            # drop_oversize: the paper's width filter (<= max_width at the working height) drops wider
+            # images instead of shrinking them, which would change their scale
+            return make_loader(sources, vocab, batch_size, height=d.height, max_width=d.max_width, shuffle=True,
                                seed=seed, rank=info.rank, world_size=info.world_size, num_workers=d.num_workers,
-                               loop=False, drop_last=True, pin_memory=info.device.type == "cuda")
+                               loop=False, drop_last=True, drop_oversize=True, frame=d.frame,
+                               pin_memory=info.device.type == "cuda")
 
-        self._loaders = (loader(source, cfg.seed), loader(real, cfg.seed + 1))
+        if cfg.handwritten_source:
+            # Generator inputs from both domains, half and half in every batch: width-sorted batches
+            # of one mixed stream come out single-domain (the domains differ in width), and G's
+            # BatchNorm statistics would then depend on which domain filled the batch.
+            half = max(1, d.batch_size // 2)
+            self._sources = (loader(rendered, cfg.seed, d.batch_size - half), loader(handwritten, cfg.seed + 2, half))
+        else:
+            self._sources = (loader(rendered, cfg.seed, d.batch_size),)
+        self._real = loader(real, cfg.seed + 1, d.batch_size)
         self._check_source = DOMAIN_IDS["rendered"] if not cfg.handwritten_source else None
         self._check_real = DOMAIN_IDS["handwritten"] if not cfg.swap_target_domain else None
 
     def iterator(self, state: dict[str, Any] | None) -> _ShardBatches:
-        s, r = (state or {}).get("source", {}), (state or {}).get("real", {})
-        return _ShardBatches(
-            _Cursor(self._loaders[0], "generator inputs", s.get("epoch", 0), s.get("index", 0)),
-            _Cursor(self._loaders[1], "real targets", r.get("epoch", 0), r.get("index", 0)),
-            self._check_source, self._check_real,
-        )
+        state = state or {}
+        names = ("generator inputs", "handwritten generator inputs")
+        sources = [
+            _Cursor(loader, name, **state.get(key, {}))
+            for loader, name, key in zip(self._sources, names, ("source", "source_handwritten"))
+        ]
+        real = _Cursor(self._real, "real targets", **state.get("real", {}))
+        return _ShardBatches(sources, real, self._check_source, self._check_real)
 
 
 def shard_gan_data(cfg: "GanConfig", info: "DistInfo") -> ShardGanData:

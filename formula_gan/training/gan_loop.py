@@ -29,7 +29,7 @@ from formula_gan.training.distributed import (
 from formula_gan.training.ema import EMA
 from formula_gan.training.gan_config import GanConfig
 from formula_gan.training.gan_data import GanData
-from formula_gan.training.gan_step import GanParts, StepSettings, gan_step, step_generator
+from formula_gan.training.gan_step import HANDWRITTEN, GanParts, StepContext, gan_step, input_dependence, step_generator
 from formula_gan.training.logging import RunLogger, make_sheet
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -50,7 +50,8 @@ class TrainResult:
 
 def build_models(cfg: GanConfig, vocab_size: int) -> tuple[Generator, Discriminator, TaskModel]:
     m = cfg.model
-    G = Generator(m.width, m.z_dim, m.class_dim, m.n_domains, m.attention, m.attention_after, m.spectral_norm)
+    G = Generator(m.width, m.z_dim, m.class_dim, m.n_domains, m.attention, m.attention_after, m.spectral_norm,
+                  skip=m.skip, residual=m.residual, output=m.output)
     D = Discriminator(m.width, m.n_domains, m.attention, m.attention_after, m.spectral_norm)
     t = cfg.task
     task = TaskModel(vocab_size, t.growth, tuple(t.block_layers), t.init_channels, t.embed_dim, t.hidden, t.attn_dim, t.coverage)
@@ -74,7 +75,7 @@ def lr_at(base: float, step: int, warmup_steps: int) -> float:
     return base if warmup_steps <= 0 else base * min(1.0, (step + 1) / warmup_steps)
 
 
-def setup_parts(cfg: GanConfig, vocab_size: int, info: DistInfo) -> tuple[GanParts, StepSettings]:
+def setup_parts(cfg: GanConfig, vocab_size: int, info: DistInfo) -> tuple[GanParts, StepContext]:
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank and every run
     G, D, task = build_models(cfg, vocab_size)
     if cfg.sync_batchnorm:
@@ -97,11 +98,7 @@ def setup_parts(cfg: GanConfig, vocab_size: int, info: DistInfo) -> tuple[GanPar
     amp = resolve_precision(cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
     parts = GanParts(wrap_ddp(G, info), wrap_ddp(D, info), wrap_ddp(task, info), ema, opt_g, opt_d, opt_task, scaler)
-    settings = StepSettings(
-        lambda_task=cfg.lambda_task, swap_target_domain=cfg.swap_target_domain, n_domains=cfg.model.n_domains,
-        z_dim=cfg.model.z_dim, device=device, amp_dtype=amp, channels_last=cfg.channels_last,
-    )
-    return parts, settings
+    return parts, StepContext(cfg, device, amp)
 
 
 def checkpoint_payload(parts: GanParts, cfg: GanConfig, step: int, vocab_tokens: list[str] | None,
@@ -156,6 +153,9 @@ def train_gan(cfg: GanConfig, data: GanData | None = None, resume: bool = False)
     """Train (or resume) the GAN of ``cfg``; ``data`` defaults to the shard folders the config names."""
     info = setup_distributed(cfg.device)
     logger = None
+    threads = torch.get_num_threads()
+    if info.device.type == "cpu" and cfg.cpu_threads > 0:
+        torch.set_num_threads(cfg.cpu_threads)
     try:
         if data is None:
             from formula_gan.training.gan_data import shard_gan_data
@@ -163,7 +163,7 @@ def train_gan(cfg: GanConfig, data: GanData | None = None, resume: bool = False)
             data = shard_gan_data(cfg, info)
         out_dir = Path(cfg.out_dir)
         ckpt_path = out_dir / CHECKPOINT_NAME
-        parts, settings = setup_parts(cfg, data.vocab_size, info)
+        parts, ctx = setup_parts(cfg, data.vocab_size, info)
         start, last_good, data_state = 0, None, None
         if resume:
             payload = load_checkpoint(ckpt_path)
@@ -179,6 +179,7 @@ def train_gan(cfg: GanConfig, data: GanData | None = None, resume: bool = False)
         metrics: dict[str, float] = {}
         sheet = None
         batches = data.iterator(data_state)
+        watch = DWinsWatch()
         for step in range(start, cfg.steps):
             source, real = next(batches)
             lrs = {"lr_g": lr_at(cfg.optim.lr_g, step, cfg.optim.warmup_steps),
@@ -189,19 +190,23 @@ def train_gan(cfg: GanConfig, data: GanData | None = None, resume: bool = False)
                     group["lr"] = lr
             done = step + 1
             measure = done % cfg.log_every == 0 or done == cfg.steps
-            metrics = gan_step(parts, source, real, settings, step, step_generator(cfg.seed, step, info.rank), measure)
+            metrics = gan_step(parts, source, real, ctx, step, step_generator(cfg.seed, step, info.rank), measure)
             check_finite(metrics, done, last_good)
             if measure:
-                logger.scalars(done, mean_over_ranks(metrics | lrs, info))
+                health = input_dependence(parts.ema.model, fixed.images.to(ctx.device), tuple(z.to(ctx.device) for z in fixed.z))
+                logged = mean_over_ranks(metrics | lrs | health, info)
+                logger.scalars(done, logged)
+                watch.observe(done, logged, logger)
             logger.advance(done, metrics)
             if done % cfg.sample_every == 0 or done == cfg.steps:
-                sheet = logger.sheet(done, sample_sheet(parts.ema.model, fixed, settings))
+                sheet = logger.sheet(done, sample_sheet(parts.ema.model, fixed, ctx))
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 if info.is_main:
                     save_checkpoint(checkpoint_payload(parts, cfg, done, data.vocab_tokens, batches.state()), ckpt_path)
                 last_good = (done, ckpt_path)
         return TrainResult(max(start, cfg.steps), ckpt_path, metrics, sheet, info.is_main)
     finally:
+        torch.set_num_threads(threads)  # a process-wide setting: leave it as found
         if logger is not None:
             logger.close()
         cleanup_distributed()
@@ -225,9 +230,35 @@ def fixed_inputs(data: GanData, cfg: GanConfig, info: DistInfo) -> FixedInputs:
 
 
 @torch.no_grad()
-def sample_sheet(G_ema: torch.nn.Module, fixed: FixedInputs, s: StepSettings) -> Any:
+def sample_sheet(G_ema: torch.nn.Module, fixed: FixedInputs, ctx: StepContext) -> Any:
     """Rows: rendered input | translation with z₁ | translation with z₂ (EMA generator, eval mode, target handwritten)."""
-    x = fixed.images.to(s.device)
-    c = torch.full((x.shape[0],), s.target_domain, dtype=torch.long, device=s.device)
-    outs = [G_ema(x, c, z.to(s.device)).float() for z in fixed.z]
+    x = fixed.images.to(ctx.device)
+    target = torch.full((x.shape[0],), HANDWRITTEN, dtype=torch.long, device=ctx.device)
+    outs = [G_ema(x, target, z.to(ctx.device)).float() for z in fixed.z]
     return make_sheet([x] + outs)
+
+
+class DWinsWatch:
+    """Warns when D wins outright, log interval after log interval: both hinge terms near 0 means
+    D separates every real from every generated image by the full margin, G's gradient carries
+    little, and the run is collapsing (what the first CPU runs did within 300 steps)."""
+
+    THRESHOLD = 0.05  # loss_d_real + loss_d_fake below this: D wins outright
+    INTERVALS = 3  # consecutive log intervals before the warning
+
+    def __init__(self) -> None:
+        self.streak = 0
+
+    def observe(self, step: int, metrics: dict[str, float], logger: RunLogger) -> bool:
+        """Count this interval; returns True (and warns in the log and on the bar) while D keeps winning."""
+        wins = metrics.get("loss_d_real", 1.0) + metrics.get("loss_d_fake", 1.0) < self.THRESHOLD
+        self.streak = self.streak + 1 if wins else 0
+        if self.streak >= self.INTERVALS:
+            logger.warning(
+                step,
+                f"D wins outright for {self.streak} log intervals (loss_d_real {metrics['loss_d_real']:.3f}, "
+                f"loss_d_fake {metrics['loss_d_fake']:.3f}, r_t {metrics.get('rt', float('nan')):.2f}): G is "
+                "learning little; consider a stronger D view (d_view.*), r1_gamma, or a slower D",
+            )
+            return True
+        return False

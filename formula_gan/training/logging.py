@@ -65,6 +65,16 @@ class RunLogger:
         self.tb.flush()
         return path
 
+    def warning(self, step: int, text: str) -> None:
+        """A health warning: in log.jsonl (``"warning"``), on the progress bar, and printed."""
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps({"step": step, "time": round(time.time(), 3), "warning": text}) + "\n")
+        self.jsonl.flush()
+        if self.bar is not None:
+            self.bar.set_description("train-gan [D WINS]", refresh=False)
+        self.message(f"warning at step {step}: {text}")
+
     def message(self, text: str) -> None:
         if self.enabled:
             (tqdm.write if self.bar is not None else print)(text)
