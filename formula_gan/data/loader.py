@@ -19,6 +19,8 @@ The pipeline, per DataLoader worker (stages in order):
    (for ``symbol``-normalized shards, whose point is their scale) images are
    only shrunk to fit ``height`` x ``max_width``, never enlarged, and every batch
    is padded to exactly ``height`` rows. ``height=None``: native sizes.
+   ``frame``: each image is first cropped to its ink with a margin in
+   proportion to its height, as CROHME is rasterized (``framing.py``).
    Filters (the paper's, for GAN training): ``drop_oversize`` drops samples wider
    than ``max_width`` at ``height`` instead of shrinking them; ``max_tokens`` drops
    longer labels. Both decide per sample, deterministically.
@@ -46,6 +48,7 @@ import torch
 from PIL import Image
 
 from formula_gan.data.batch import DOMAIN_IDS, Batch
+from formula_gan.data.framing import frame_ink
 from formula_gan.data.images import decode_png, paper_to_ink
 from formula_gan.data.jobs import load_manifest
 from formula_gan.data.shards import ShardError
@@ -178,6 +181,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         augment: "AugmentConfig | None" = None,
         loop: bool = False,
         keep_scale: bool = False,
+        frame: bool = False,
         drop_oversize: bool = False,
         max_tokens: int | None = None,
         shuffle_buffer: int = SHUFFLE_BUFFER,
@@ -205,6 +209,7 @@ class ShardStream(torch.utils.data.IterableDataset):
         self.augment = augment
         self.loop = loop
         self.keep_scale = keep_scale
+        self.frame = frame
         self.drop_oversize = drop_oversize
         self.max_tokens = max_tokens
         self.shuffle_buffer = shuffle_buffer if shuffle else 0
@@ -274,6 +279,8 @@ class ShardStream(torch.utils.data.IterableDataset):
             paper = decode_png(sample["png"])
         except (OSError, ValueError) as err:
             raise ShardError(f"{sample.get('__url__')}: sample {sample['__key__']!r} has an unreadable PNG ({err})") from err
+        if self.frame:
+            paper = frame_ink(paper)
         if self.drop_oversize and self.max_width is not None:
             h, w = paper.shape
             scale = 1.0 if self.height is None else self.height / h
@@ -364,6 +371,7 @@ def make_loader(
     augment: "AugmentConfig | None" = None,
     loop: bool = False,
     keep_scale: bool = False,
+    frame: bool = False,
     drop_oversize: bool = False,
     max_tokens: int | None = None,
     drop_last: bool = False,
@@ -379,7 +387,7 @@ def make_loader(
     """
     dataset = ShardStream(
         list(sources), vocab, batch_size, height=height, max_width=max_width, shuffle=shuffle, seed=seed,
-        rank=rank, world_size=world_size, augment=augment, loop=loop, keep_scale=keep_scale,
+        rank=rank, world_size=world_size, augment=augment, loop=loop, keep_scale=keep_scale, frame=frame,
         drop_oversize=drop_oversize, max_tokens=max_tokens, drop_last=drop_last,
     )
     return ShardLoader(dataset, num_workers=num_workers, pin_memory=pin_memory)

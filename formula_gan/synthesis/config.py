@@ -8,12 +8,14 @@ resumed with more workers or on a bigger machine.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from katex_render.styles import StyleConfig
 
 from formula_gan.synthesis.policy import MAX_PIXELS, WIDTH_MULTIPLE
+
+PAPER_HEIGHT = 128  # the paper trains and synthesizes at 128 px
 
 
 @dataclass
@@ -25,8 +27,12 @@ class SynthesisConfig:
     # Inputs wider than max_pixels at the working height: "skip" (a reported reject) or
     # "downscale" (drawn smaller on a canvas of the working height, reported in the sample).
     oversize: Literal["skip", "downscale"] = "skip"
-    # The generator's working height (the paper trains at 128 px).
-    height: int = 128
+    # The generator's working height. None: the height it was trained at (its file's
+    # training config; 128, the paper's, when the file does not say).
+    height: int | None = None
+    # Crop each rendering to its ink with CROHME's margin before scaling (data/framing.py).
+    # None: as the generator was trained (its config's data.frame).
+    frame: bool | None = None
     # The paper's limit on width x height of a generator input.
     max_pixels: int = MAX_PIXELS
     # Formulas with more tokens are rejected (None: no limit). The paper trains on <= 50.
@@ -40,10 +46,18 @@ class SynthesisConfig:
     def __post_init__(self) -> None:
         if self.variants < 1:
             raise ValueError("variants must be at least 1")
-        if self.height < WIDTH_MULTIPLE or self.height % WIDTH_MULTIPLE:
-            raise ValueError(f"height must be a positive multiple of {WIDTH_MULTIPLE}, got {self.height}")
-        if self.max_pixels < self.height * WIDTH_MULTIPLE:
-            raise ValueError(f"max_pixels {self.max_pixels} is below one {WIDTH_MULTIPLE}-px column at height {self.height}")
+        if self.height is not None:
+            if self.height < WIDTH_MULTIPLE or self.height % WIDTH_MULTIPLE:
+                raise ValueError(f"height must be a positive multiple of {WIDTH_MULTIPLE}, got {self.height}")
+            if self.max_pixels < self.height * WIDTH_MULTIPLE:
+                raise ValueError(f"max_pixels {self.max_pixels} is below one {WIDTH_MULTIPLE}-px column at height {self.height}")
+
+    def for_generator(self, training_config: dict) -> "SynthesisConfig":
+        """This config with ``height`` and ``frame`` filled in from a generator's training config."""
+        data = training_config.get("data", {}) if isinstance(training_config, dict) else {}
+        height = self.height if self.height is not None else int(data.get("height", PAPER_HEIGHT))
+        frame = self.frame if self.frame is not None else bool(data.get("frame", False))
+        return replace(self, height=height, frame=frame)
         if self.max_tokens is not None and self.max_tokens < 1:
             raise ValueError("max_tokens must be at least 1 (or null)")
         if self.samples_per_shard < 1:

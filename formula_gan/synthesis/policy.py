@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from formula_gan.data.framing import frame_ink
+
 OversizePolicy = Literal["skip", "downscale"]
 WIDTH_MULTIPLE = 16  # four stride-2 down-samplings in the generator
 MAX_PIXELS = 640_000  # the paper's limit on width x height
@@ -51,10 +53,14 @@ def prepare(
     height: int,
     policy: OversizePolicy,
     max_pixels: int = MAX_PIXELS,
+    frame: bool = False,
 ) -> Prepared:
-    """Scale a rendering (uint8 [h, w], dark on white) to ``height`` and apply the oversize policy."""
+    """Scale a rendering (uint8 [h, w], dark on white) to ``height`` and apply the oversize policy;
+    ``frame``: crop it to its ink with the handwriting's margin first (data/framing.py)."""
     if paper.dtype != np.uint8 or paper.ndim != 2 or min(paper.shape) < 1:
         raise ValueError(f"expected a non-empty 2-D uint8 image, got {paper.dtype} {paper.shape}")
+    if frame:
+        paper = frame_ink(paper)
     h, w = paper.shape
     width = max(1, round(w * height / h))
     if width * height <= max_pixels:

@@ -127,9 +127,10 @@ class Synthesizer:
             raise FormulaGanError("batch size, render workers and render batch must be at least 1")
         if cpu_threads is not None and cpu_threads < 1:
             raise FormulaGanError(f"cpu threads must be at least 1, got {cpu_threads}")
-        self.config = config or SynthesisConfig()
         self.device = resolve_device(device)
         self.gen: LoadedGenerator = untrained_generator(self.device) if untrained else load(generator, self.device)
+        # the working height and framing the generator was trained with, unless the config says
+        self.config = (config or SynthesisConfig()).for_generator(self.gen.config)
         self.batch_size = batch_size
         self.render_workers = render_workers
         self.render_batch = render_batch
@@ -357,7 +358,7 @@ class Synthesizer:
         cfg = self.config
         results = future.result()
         # Scaling releases the GIL (pillow): a few threads keep up with many browsers.
-        prepared = pool.map(lambda res: None if res[0] is None else prepare(res[0], cfg.height, cfg.oversize, cfg.max_pixels), results)
+        prepared = pool.map(lambda res: None if res[0] is None else prepare(res[0], cfg.height, cfg.oversize, cfg.max_pixels, cfg.frame), results)
         for r, (image, reason), p in zip(todo, results, prepared):
             if image is None:
                 r.reject, r.stage = f"render: {reason}", "render"  # as the `render` job words it
