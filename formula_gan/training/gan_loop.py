@@ -31,6 +31,7 @@ from formula_gan.training.gan_config import GanConfig
 from formula_gan.training.gan_data import GanData
 from formula_gan.training.gan_step import HANDWRITTEN, GanParts, StepContext, gan_step, input_dependence, step_generator
 from formula_gan.training.logging import RunLogger, make_sheet
+from formula_gan.training.schedule import warmup_constant
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -68,11 +69,6 @@ def resolve_precision(cfg: GanConfig, device: torch.device) -> torch.dtype | Non
     if p == "auto":
         p = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[p]
-
-
-def lr_at(base: float, step: int, warmup_steps: int) -> float:
-    """The learning-rate schedule, a pure function of the step: linear warm-up, then constant (the paper's)."""
-    return base if warmup_steps <= 0 else base * min(1.0, (step + 1) / warmup_steps)
 
 
 def setup_parts(cfg: GanConfig, vocab_size: int, info: DistInfo) -> tuple[GanParts, StepContext]:
@@ -182,9 +178,9 @@ def train_gan(cfg: GanConfig, data: GanData | None = None, resume: bool = False)
         watch = DWinsWatch()
         for step in range(start, cfg.steps):
             source, real = next(batches)
-            lrs = {"lr_g": lr_at(cfg.optim.lr_g, step, cfg.optim.warmup_steps),
-                   "lr_d": lr_at(cfg.optim.lr_d, step, cfg.optim.warmup_steps),
-                   "lr_task": lr_at(cfg.optim.lr_task, step, cfg.optim.warmup_steps)}
+            lrs = {"lr_g": warmup_constant(step, cfg.optim.lr_g, cfg.optim.warmup_steps),
+                   "lr_d": warmup_constant(step, cfg.optim.lr_d, cfg.optim.warmup_steps),
+                   "lr_task": warmup_constant(step, cfg.optim.lr_task, cfg.optim.warmup_steps)}
             for opt, lr in ((parts.opt_g, lrs["lr_g"]), (parts.opt_d, lrs["lr_d"]), (parts.opt_task, lrs["lr_task"])):
                 for group in opt.param_groups:
                     group["lr"] = lr

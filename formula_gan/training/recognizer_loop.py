@@ -32,15 +32,8 @@ from formula_gan.evaluation import CHECKPOINT_KIND, autocast_for, run_evaluation
 from formula_gan.models.recognizer import RecognizerModel
 from formula_gan.training.checkpoint import rng_state, set_rng_state
 from formula_gan.training.distributed import DistInfo, setup_distributed, wrap_ddp
-from formula_gan.training.recognizer_config import OptimConfig, RecognizerRunConfig
-
-
-def lr_at(step: int, cfg: OptimConfig, max_steps: int) -> float:
-    """Linear warm-up to ``lr``, then cosine decay to ``lr * min_lr_ratio`` at ``max_steps``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, max_steps - cfg.warmup_steps))
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+from formula_gan.training.recognizer_config import RecognizerRunConfig
+from formula_gan.training.schedule import warmup_cosine
 
 
 # ---- process set-up -----------------------------------------------------------------------
@@ -257,7 +250,7 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
     window: list[torch.Tensor] = []  # losses since the last log line, kept on the device (no sync per step)
     started = time.time()
     while step < cfg.train.max_steps:
-        lr = lr_at(step, cfg.optim, cfg.train.max_steps)
+        lr = warmup_cosine(step, cfg.optim.lr, cfg.optim.warmup_steps, cfg.train.max_steps, cfg.optim.min_lr_ratio)
         for group in opt.param_groups:
             group["lr"] = lr
         batch = next(batches).to(d.device, non_blocking=True)
