@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from formula_gan.models.generator_io import load_generator, sha256_file
+from formula_gan.hashing import sha256_file
+from formula_gan.models.generator_io import load_generator
 from formula_gan.training.checkpoint import CheckpointError, export_generator, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from formula_gan.training.gan_loop import train_gan
 from test_gan_support import one_thread, tiny_config, toy_data  # noqa: F401

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from formula_gan.data.jobs import load_manifest, verify
-from formula_gan.data.shards import sha256_file
+from formula_gan.hashing import sha256_file
 from test_render import require_browser
 
 pytestmark = pytest.mark.browser

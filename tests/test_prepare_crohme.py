@@ -16,8 +16,9 @@ from formula_gan.data.images import decode_png
 from formula_gan.data.inkml import InkmlError
 from formula_gan.data.jobs import load_manifest, shard_paths, verify
 from formula_gan.data.loader import ShardSource, make_loader
-from formula_gan.data.shards import read_shard, sha256_file
+from formula_gan.data.shards import read_shard
 from formula_gan.data.vocab import Vocab
+from formula_gan.hashing import sha256_file
 
 from katex_render.errors import KatexRenderError
 from katex_render.normalize import Reject, SourceFormula, check_katex, find_node

@@ -9,7 +9,8 @@ import webdataset as wds
 
 from formula_gan.data.images import decode_png, encode_png, ink_to_paper, paper_to_ink
 from formula_gan.data.jobs import JobMismatchError, ShardedJob, ShardResult, load_manifest, verify
-from formula_gan.data.shards import Sample, ShardError, ShardWriter, read_shard, sha256_file, shard_name
+from formula_gan.data.shards import Sample, ShardError, ShardWriter, read_shard, shard_name
+from formula_gan.hashing import sha256_file
 
 
 def _sample(i: int) -> Sample:

@@ -24,7 +24,8 @@ import torch
 from formula_gan.cli import main as cli_main
 from formula_gan.data.images import decode_png
 from formula_gan.data.jobs import load_manifest, shard_paths, verify
-from formula_gan.data.shards import read_shard, sha256_file
+from formula_gan.data.shards import read_shard
+from formula_gan.hashing import sha256_file
 
 pytestmark = pytest.mark.browser
 

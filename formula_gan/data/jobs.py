@@ -40,10 +40,10 @@ from formula_gan.data.shards import (
     Sample,
     atomic_write_bytes,
     atomic_write_json,
-    sha256_file,
     shard_index,
     shard_name,
 )
+from formula_gan.hashing import sha256_file
 
 T = TypeVar("T")
 MANIFEST = "manifest.json"

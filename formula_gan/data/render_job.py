@@ -38,7 +38,8 @@ from formula_gan.data.crohme_job import iter_crohme_labels
 from formula_gan.data.images import encode_png
 from formula_gan.data.inkml import iter_inkml_files
 from formula_gan.data.jobs import Chunk, ShardResult, ShardedJob, env_rank
-from formula_gan.data.shards import Sample, sha256_file, shard_name
+from formula_gan.data.shards import Sample, shard_name
+from formula_gan.hashing import sha256_file
 from formula_gan.data.vocab import Vocab
 from formula_gan.errors import FormulaGanError
 from katex_render.normalize import (

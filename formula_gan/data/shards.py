@@ -9,9 +9,6 @@ resume and split jobs comparable to uninterrupted ones.
 
 from __future__ import annotations
 
-from formula_gan.errors import FormulaGanError
-
-import hashlib
 import io
 import json
 import os
@@ -20,6 +17,8 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
+
+from formula_gan.errors import FormulaGanError
 
 SHARD_PATTERN = "shard-{index:06d}.tar"
 _SHARD_RE = re.compile(r"^shard-(\d{6})\.tar$")
@@ -48,14 +47,6 @@ def shard_name(index: int) -> str:
 def shard_index(name: str) -> int | None:
     match = _SHARD_RE.match(name)
     return int(match.group(1)) if match else None
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

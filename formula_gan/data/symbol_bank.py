@@ -32,7 +32,6 @@ writer, the reject reasons, and the tokens with fewer than ``FEW`` samples.
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import time
 import zipfile
@@ -45,7 +44,8 @@ import numpy as np
 from formula_gan.data.crohme_job import _input_digest, premap_label
 from formula_gan.data.inkml import Ink, InkmlError, iter_inkml_files, read_inkml
 from formula_gan.data.rasterize import symbol_height
-from formula_gan.data.shards import atomic_write_bytes, atomic_write_json, sha256_file
+from formula_gan.data.shards import atomic_write_bytes, atomic_write_json
+from formula_gan.hashing import sha256_file
 from formula_gan.errors import FormulaGanError
 
 BANK = "symbols.npz"

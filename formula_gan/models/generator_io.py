@@ -11,10 +11,6 @@ flipped bit inside a tensor, and the generator would load and draw something els
 from __future__ import annotations
 
 import copy
-import hashlib
-import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +19,10 @@ from torch.nn.utils import parametrize
 
 from formula_gan import __version__
 from formula_gan.errors import FormulaGanError
+from formula_gan.hashing import sha256_file
 from formula_gan.models.checksum import state_dict_sha256
 from formula_gan.models.generator import Generator
+from formula_gan.models.torch_files import load_torch_file, save_torch_file
 
 FORMAT = "formula-gan-generator"
 FORMAT_VERSION = 2  # 2: weights_sha256 (files of version 1 carry no checksum: export them again)
@@ -68,15 +66,7 @@ def save_generator(generator: Generator, path: str | Path, *, step: int, config:
         "dtype": "float16" if fp16 else "float32",
         "weights_sha256": state_dict_sha256(state),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)  # a reader never sees a half-written file
-    finally:
-        tmp.unlink(missing_ok=True)
-    return sha256_file(path)
+    return sha256_file(save_torch_file(payload, path))  # atomic: a reader never sees a half-written file
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict[str, Any]]:
@@ -85,9 +75,7 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     meta: ``config`` (the training config), ``model`` (constructor arguments), ``step``,
     ``sha256`` (of this file), ``source_sha256`` (of the training checkpoint), ``dtype``."""
     path = Path(path)
-    if not path.is_file():
-        raise GeneratorFileError(f"generator file not found: {path}")
-    payload = _read(path, "generator file")
+    payload = load_torch_file(path, "generator file", GeneratorFileError)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         kind = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         hint = " (a training checkpoint: export it with `formula-gan export-generator CKPT --out FILE`)" if kind == "formula-gan-gan-checkpoint" else ""
@@ -112,19 +100,3 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     meta = {k: payload.get(k) for k in ("config", "model", "step", "source_sha256", "dtype", "package_version")}
     meta["sha256"] = sha256_file(path)
     return generator.to(device).eval(), meta
-
-
-def _read(path: Path, what: str) -> Any:
-    """``torch.load(weights_only=True)`` with truncated/corrupt files turned into one clear error."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise GeneratorFileError(f"cannot read {what} {path}: truncated or corrupt ({type(err).__name__}: {err})") from err
-
-
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

@@ -23,6 +23,7 @@ import torch
 from formula_gan.data.batch import DOMAIN_IDS
 from formula_gan.data.images import ink_to_paper, paper_to_ink
 from formula_gan.errors import FormulaGanError
+from formula_gan.hashing import sha256_file
 
 HANDWRITTEN = DOMAIN_IDS["handwritten"]  # the target domain of every synthetic sample
 # Width multiplier of the stand-in generator built by ``untrained_generator``: small
@@ -93,7 +94,7 @@ def load(path: str | Path, device: torch.device) -> LoadedGenerator:
         model=model,
         device=device,
         z_dim=int(model.z_dim),
-        sha256=str(meta.get("sha256") or _file_sha256(path)),
+        sha256=str(meta.get("sha256") or sha256_file(path)),
         step=int(meta.get("step") or 0),
         config=dict(meta.get("config") or {}),
     )
@@ -127,12 +128,6 @@ def state_sha256(model: torch.nn.Module) -> str:
         digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}\n".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    from formula_gan.data.shards import sha256_file
-
-    return sha256_file(path)
 
 
 def draw_z(z_seed: int, z_dim: int) -> torch.Tensor:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import hashlib
 import json
 import os
 import sys
@@ -37,6 +36,7 @@ from formula_gan.data.jobs import ShardedJob, ShardResult, disk_space_for, env_r
 from formula_gan.data.shards import Sample, shard_name
 from formula_gan.devices import resolve_device
 from formula_gan.errors import FormulaGanError
+from formula_gan.hashing import sha256_file
 from formula_gan.synthesis.config import SynthesisConfig
 from formula_gan.synthesis.generation import (
     UNTRAINED_WARNING,
@@ -159,7 +159,7 @@ class Synthesizer:
             if names.count(path.name) > 1:
                 # a sample's source and key hold the file name: two files of one name would collide
                 raise FormulaGanError(f"two inputs are named {path.name!r}; give each input file a distinct name")
-            described.append({"name": path.name, "bytes": path.stat().st_size, "sha256": _sha256(path)})
+            described.append({"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
         from katex_render.renderer import RendererConfig
 
         renderer = to_dict(RendererConfig())
@@ -555,11 +555,3 @@ def _check_tools() -> None:
 def _write_stats(consumer: StageStats, busy_s: float) -> StageStats:
     """The consumer's stats as the write stage: its busy time is the writer's own."""
     return StageStats("write", consumer.messages_in, 0, consumer.wait_in_s, 0.0, consumer.wait_in_s + busy_s)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()

@@ -1,4 +1,5 @@
-"""One-file training checkpoints: written atomically, read with ``weights_only=True``.
+"""One-file GAN training checkpoints: written atomically, read with ``weights_only=True``
+(both by ``formula_gan.models.torch_files``, which every torch file of the project goes through).
 
 Everything in a checkpoint is a tensor or a plain Python value (dicts, lists, numbers,
 strings), so the restricted unpickler can read it: RNG states are stored as tensors and
@@ -7,10 +8,7 @@ the config as its plain dict. A checkpoint from elsewhere is untrusted input.
 
 from __future__ import annotations
 
-import os
-import pickle
 import random
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,10 @@ import numpy as np
 import torch
 
 from formula_gan.errors import FormulaGanError
+from formula_gan.hashing import sha256_file
+from formula_gan.models.generator import Generator
+from formula_gan.models.generator_io import save_generator
+from formula_gan.models.torch_files import load_torch_file, save_torch_file
 
 FORMAT = "formula-gan-gan-checkpoint"
 FORMAT_VERSION = 1
@@ -28,27 +30,13 @@ class CheckpointError(FormulaGanError):
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` to ``path`` via a temporary file and ``os.replace`` (never half a checkpoint)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # after a failed write; the previous checkpoint is untouched
-    return path
+    """Write ``payload`` to ``path`` atomically (never half a checkpoint), stamped with its format."""
+    return save_torch_file({"format": FORMAT, "format_version": FORMAT_VERSION, **payload}, path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a GAN training checkpoint; every way it can be unreadable is one clear ``CheckpointError``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise CheckpointError(f"cannot read checkpoint {path}: truncated or corrupt ({type(err).__name__}: {err})") from err
+    payload = load_torch_file(path, "checkpoint", CheckpointError)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         kind = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
         raise CheckpointError(f"{path} is not a formula-gan GAN training checkpoint (format {kind!r})")
@@ -100,9 +88,6 @@ def export_generator(checkpoint: str | Path, out: str | Path, fp16: bool = False
     """The EMA generator of a training checkpoint as a small generator file for synthesis.
 
     Returns (path, sha256 of the file, training step)."""
-    from formula_gan.models.generator import Generator
-    from formula_gan.models.generator_io import save_generator, sha256_file
-
     payload = load_checkpoint(checkpoint)
     try:
         generator = Generator(**payload["architecture"]["G"])

@@ -14,7 +14,6 @@ object per log/validation event), ``tb/`` (TensorBoard), ``last.pt``, ``best.pt`
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import time
@@ -30,7 +29,8 @@ from formula_gan.config import dump_yaml, from_dict, to_dict
 from formula_gan.errors import FormulaGanError
 from formula_gan.evaluation import CHECKPOINT_KIND, autocast_for, run_evaluation
 from formula_gan.models.recognizer import RecognizerModel
-from formula_gan.training.checkpoint import rng_state, set_rng_state
+from formula_gan.models.torch_files import load_torch_file, save_torch_file
+from formula_gan.training.checkpoint import CheckpointError, rng_state, set_rng_state
 from formula_gan.training.distributed import DistInfo, setup_distributed, wrap_ddp
 from formula_gan.training.recognizer_config import RecognizerRunConfig
 from formula_gan.training.schedule import warmup_cosine
@@ -46,24 +46,14 @@ def _barrier(d: DistInfo) -> None:
 
 
 # ---- checkpoints --------------------------------------------------------------------------
+# Written by save_torch_file (atomic), read by load_torch_file (weights_only, clear errors).
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """One file, written whole to a temporary name, then renamed over ``path``."""
-    from formula_gan.data.shards import atomic_write_bytes
-
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated or foreign file: name it, keep the cause
-        raise FormulaGanError(f"{path}: cannot load checkpoint ({type(err).__name__}: {err}); remove it to start over") from err
+def load_recognizer_checkpoint(path: Path) -> dict[str, Any]:
+    """The run's ``last.pt`` to resume from: a recognizer checkpoint, or one clear error."""
+    ckpt = load_torch_file(path, "recognizer checkpoint", CheckpointError, hint="; remove it to start over")
     if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
-        raise FormulaGanError(f"{path}: not a formula-gan recognizer checkpoint")
+        raise CheckpointError(f"{path}: not a formula-gan recognizer checkpoint")
     return ckpt
 
 
@@ -190,7 +180,7 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
     step, best, best_wer = 0, -1.0, float("inf")  # best validation ExpRate; its WER breaks ties
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if last_path.exists():
-        ckpt = load_checkpoint(last_path)
+        ckpt = load_recognizer_checkpoint(last_path)
         old = from_dict(RecognizerRunConfig, ckpt["config"])
         if to_dict(old.model) != to_dict(cfg.model) or list(ckpt["vocab"]) != vocab.tokens:
             raise FormulaGanError(
@@ -239,9 +229,9 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
                     best, best_wer = metrics["exprate"], metrics["wer"]
             else:
                 improved = True  # nothing held out: the latest model is the best we know
-            save_checkpoint(last_path, state())
+            save_torch_file(state(), last_path)
             if improved:
-                save_checkpoint(best_path, state())
+                save_torch_file(state(), best_path)
         _barrier(d)
 
     batches = _train_batches(cfg, vocab, d, step)
@@ -278,5 +268,5 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
     bar.close()
     log.close()
     if d.is_main and not last_path.exists():  # max_steps already reached before this call
-        save_checkpoint(last_path, state())
+        save_torch_file(state(), last_path)
     return {"run_dir": str(run_dir), "step": step, "best_val_exprate": best, "best": str(best_path), "last": str(last_path)}
