@@ -38,6 +38,7 @@ __all__ = [
     "Normalizer",
     "NormalizeSummary",
     "filter_tokens",
+    "group_depth",
     "load_vocab",
     "normalize_file",
     "normalize_formulas",
@@ -357,6 +358,28 @@ def tokens_to_latex(tokens: list[str]) -> str:
             modes[-1] = "textmath" if modes[-1] == "text" else "text"
         prev = tok
     return "".join(out)
+
+
+def group_depth(latex: str) -> int:
+    """The deepest ``{...}`` nesting in ``latex`` (escaped braces do not count).
+
+    KaTeX recurses once per group, and where that overflows the JavaScript stack
+    depends on the engine's state (a fresh page goes deeper than a warm one), so
+    the renderer refuses formulas deeper than ``max_group_depth`` before KaTeX sees
+    them: the same input always gets the same answer."""
+    depth = deepest = 0
+    escaped = False
+    for char in latex:
+        if escaped:
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == "}":
+            depth -= 1
+    return deepest
 
 
 # --- filters -------------------------------------------------------------------------

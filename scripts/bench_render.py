@@ -33,7 +33,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from katex_render.browser import find_chromium, launch_args  # noqa: E402
-from katex_render.renderer import ORIGIN, Renderer, _load_assets, crop_sheet  # noqa: E402
+from katex_render.page import ORIGIN, load_assets  # noqa: E402
+from katex_render.renderer import Renderer  # noqa: E402
+from katex_render.sheets import crop_sheet  # noqa: E402
 from katex_render.styles import StyleConfig, sample_style  # noqa: E402
 
 
@@ -87,7 +89,7 @@ def naive(items: list[tuple[str, object]]) -> tuple[float, int, float | None]:
     batched renderer, so the difference is the method alone."""
     from playwright.sync_api import sync_playwright
 
-    assets = _load_assets()
+    assets = load_assets()
 
     def route(r):
         asset = assets.get(r.request.url[len(ORIGIN) + 1:]) if r.request.url.startswith(ORIGIN) else None

@@ -7,7 +7,8 @@ import pytest
 
 from katex_render.browser import find_chromium
 from katex_render.errors import KatexRenderError
-from katex_render.renderer import Renderer, crop_sheet
+from katex_render.renderer import Renderer
+from katex_render.sheets import crop_sheet
 from katex_render.styles import Style, StyleConfig, sample_style
 
 pytestmark = pytest.mark.browser
@@ -64,7 +65,7 @@ def test_images_are_dark_ink_on_white_cropped_tight_then_padded(renderer):
 
 
 def test_one_css_pixel_is_one_image_pixel(renderer):
-    page = renderer._browsers[0].page
+    page = renderer._pages[0].page
 
     async def ratio():
         return await page.evaluate("() => [window.devicePixelRatio, document.compatMode]")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from katex_render.renderer import ORIGIN, Renderer
+from katex_render.page import ORIGIN
+from katex_render.renderer import Renderer
 from katex_render.styles import Style
 from test_render import require_browser
 
@@ -37,7 +38,7 @@ def renderer():
 
 
 def _page_state(renderer):
-    page = renderer._browsers[0].page
+    page = renderer._pages[0].page
 
     async def state():
         return await page.evaluate(
@@ -63,7 +64,7 @@ def test_hostile_formulas_do_nothing_harmful(renderer):
 def test_the_event_recorder_does_record(renderer):
     """The negative result above means something: the same recorder sees a navigation
     attempt (blocked, never reaching the network) and a dialog."""
-    page = renderer._browsers[0].page
+    page = renderer._pages[0].page
 
     async def provoke():
         await page.evaluate("() => alert('hello')")
@@ -80,4 +81,4 @@ def test_the_event_recorder_does_record(renderer):
         assert "ERR_BLOCKED_BY_CLIENT" in blocked
     finally:
         renderer.events.clear()
-        renderer._call(renderer._browsers[0].new_page())  # leave a clean page for other tests
+        renderer._call(renderer._pages[0].new_page())  # leave a clean page for other tests

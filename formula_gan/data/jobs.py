@@ -44,6 +44,7 @@ from formula_gan.data.shards import (
     shard_name,
 )
 from formula_gan.hashing import sha256_file
+from katex_render.process import pid_alive
 
 T = TypeVar("T")
 MANIFEST = "manifest.json"
@@ -171,7 +172,7 @@ class ShardedJob:
                 tmp.unlink(missing_ok=True)
         for tmp in self.out_dir.glob(".*.tmp-*"):
             match = _FOLDER_TEMPORARY.match(tmp.name)
-            if match is None or _pid_alive(int(match.group(1))):
+            if match is None or pid_alive(int(match.group(1))):
                 continue
             try:
                 if time.time() - tmp.stat().st_mtime > STALE_AFTER_S:
@@ -378,16 +379,6 @@ def _first_difference(a: Any, b: Any, where: str = "") -> str:
             if a.get(key) != b.get(key):
                 return _first_difference(a.get(key), b.get(key), f"{where}.{key}" if where else key)
     return f"{where or 'job'}: {json.dumps(a)[:80]} here, {json.dumps(b)[:80]} now"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def env_rank() -> tuple[int, int]:

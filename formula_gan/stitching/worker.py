@@ -20,7 +20,7 @@ import numpy as np
 from formula_gan.data.images import encode_png
 from formula_gan.stitching.stitcher import StitchError, Stitcher
 from katex_render.boxes import SymbolBox
-from katex_render.renderer import _die_with_parent
+from katex_render.process import die_with_parent
 
 # The stitcher of this worker process, set once by the pool's initializer (a pool task
 # can only name a module-level function, and the bank is too large to send per task).
@@ -85,7 +85,7 @@ def _init_worker(stitcher: Stitcher, parent: int) -> None:
     _worker_stitcher = stitcher
     # A forked worker shares its task pipe with its siblings, so a parent killed with
     # SIGKILL would leave it waiting for ever: on Linux it is killed with the parent.
-    hook = _die_with_parent()
+    hook = die_with_parent()
     if hook is not None:
         hook()
     if os.getppid() != parent:  # the parent died before the hook was set
