@@ -51,6 +51,12 @@ class SynthesisConfig:
                 raise ValueError(f"height must be a positive multiple of {WIDTH_MULTIPLE}, got {self.height}")
             if self.max_pixels < self.height * WIDTH_MULTIPLE:
                 raise ValueError(f"max_pixels {self.max_pixels} is below one {WIDTH_MULTIPLE}-px column at height {self.height}")
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1 (or null)")
+        if self.samples_per_shard < 1:
+            raise ValueError("samples_per_shard must be at least 1")
+        if self.oversize not in ("skip", "downscale"):
+            raise ValueError(f"oversize must be skip or downscale, got {self.oversize!r}")
 
     def for_generator(self, training_config: dict) -> "SynthesisConfig":
         """This config with ``height`` and ``frame`` filled in from a generator's training config."""
@@ -58,9 +64,3 @@ class SynthesisConfig:
         height = self.height if self.height is not None else int(data.get("height", PAPER_HEIGHT))
         frame = self.frame if self.frame is not None else bool(data.get("frame", False))
         return replace(self, height=height, frame=frame)
-        if self.max_tokens is not None and self.max_tokens < 1:
-            raise ValueError("max_tokens must be at least 1 (or null)")
-        if self.samples_per_shard < 1:
-            raise ValueError("samples_per_shard must be at least 1")
-        if self.oversize not in ("skip", "downscale"):
-            raise ValueError(f"oversize must be skip or downscale, got {self.oversize!r}")
