@@ -5,10 +5,15 @@ Prints ONE JSON line. The same formulas go through the synthesizer twice, in
 the same run (shared machines are noisy; a ratio holds, an absolute time does
 not):
 
-1. ``overlap=False``: each stage (normalize, render, generate, write) runs over
-   every formula before the next starts, so each stage's rate is measured alone
-   with the whole machine to itself;
+1. stages alone: each stage (normalize, render, generate, encode, write) runs over
+   every formula before the next starts (same output; memory grows with the
+   input), so each stage's rate is measured with the whole machine to itself;
 2. the normal pipelined run (stages in threads joined by bounded queues).
+
+Both runs go through ``Synthesizer.run``; ``measured()`` below makes the
+synthesizer class that times its browser launch and, when asked, runs the
+stages one after another instead of in the pipeline (its ``_run_stages`` and
+``_start_renderer`` hooks, the ones the stitch method builds on too).
 
 ``e2e_vs_bound`` = end-to-end rate / the slowest stage's rate alone: 1.0 means
 the stages overlap perfectly; the target on a 2-core CPU with a tiny generator
@@ -84,11 +89,46 @@ def make_generator(path: Path, width: float) -> None:
     save_generator(Generator(width=width), path, step=0, config={"benchmark": "tiny random generator"})
 
 
+def measured(cls: type) -> type:
+    """``cls`` (a Synthesizer) that records its browser launch time (``launch_s``, per run) and,
+    with ``alone`` set, runs each stage over the whole input before the next starts."""
+    from formula_gan.synthesis.stages import StageStats
+
+    class Measured(cls):
+        alone = False
+        launch_s = 0.0
+
+        def run(self, *args: Any, **kwargs: Any) -> Any:
+            self.launch_s = 0.0
+            return super().run(*args, **kwargs)
+
+        def _start_renderer(self) -> Any:
+            t0 = time.perf_counter()
+            renderer = super()._start_renderer()
+            self.launch_s = time.perf_counter() - t0
+            return renderer
+
+        def _run_stages(self, pieces: Any, stages: list, writer: Any) -> list:
+            if not self.alone:
+                return super()._run_stages(pieces, stages, writer)
+            stats, data = [], pieces
+            for name, fn in [("normalize", lambda xs: xs)] + stages:
+                t0 = time.perf_counter()
+                data = list(fn(iter(data)))
+                stats.append(StageStats(name, total_s=time.perf_counter() - t0))
+            for piece in data:
+                writer.add(piece)
+            stats.append(StageStats("write", total_s=writer.busy_s))
+            return stats
+
+    return Measured
+
+
 def synthesizer(args: argparse.Namespace, generator: Path, height: int):
     from formula_gan.synthesis import SynthesisConfig, Synthesizer
 
     cfg = SynthesisConfig(height=height, samples_per_shard=args.samples_per_shard, oversize="downscale")
-    return Synthesizer(
+    return measured(Synthesizer)(
         generator,
         config=cfg,
         device=args.device,
@@ -109,10 +149,20 @@ def differing_samples(a: Path, b: Path) -> int:
     return sum(1 for k in set(x) | set(y) if x.get(k) != y.get(k))
 
 
-def alone_rates(alone: Any, items: int, browser_stage: str) -> tuple[dict, str]:
+def run_both(synth: Any, formulas: Path, tmp: Path) -> tuple[Any, float, Any, float]:
+    """(report, browser launch s) of the stages-alone run, then of the pipelined run."""
+    synth.alone = True
+    alone = synth.run([formulas], tmp / "alone")
+    alone_launch = synth.launch_s
+    synth.alone = False
+    piped = synth.run([formulas], tmp / "piped")
+    return alone, alone_launch, piped, synth.launch_s
+
+
+def alone_rates(alone: Any, launch_s: float, items: int, browser_stage: str) -> tuple[dict, str]:
     """Items/s of each stage run alone, and the slowest one. Steady state: launching Chromium is
     a fixed cost (seconds on a busy machine) that no overlap can hide; it is left out."""
-    times = {s.name: s.total_s - (alone.browser_launch_s if s.name == browser_stage else 0.0) for s in alone.stages}
+    times = {s.name: s.total_s - (launch_s if s.name == browser_stage else 0.0) for s in alone.stages}
     rates = {name: round(items / t, 1) for name, t in times.items() if t > 0}
     return rates, min(rates, key=rates.get)
 
@@ -121,13 +171,12 @@ def speed(args: argparse.Namespace, tmp: Path) -> dict:
     src = make_input(args.formulas, tmp / "formulas.txt", args.corpus)
     make_generator(tmp / "g.pt", args.width)
     synth = synthesizer(args, tmp / "g.pt", args.height)
-    alone = synth.run([tmp / "formulas.txt"], tmp / "alone", overlap=False)
-    piped = synth.run([tmp / "formulas.txt"], tmp / "piped")
+    alone, alone_launch, piped, piped_launch = run_both(synth, tmp / "formulas.txt", tmp)
     items = piped.samples_written + piped.rejected
     # Steady-state rates: launching Chromium is a fixed cost (seconds on a busy machine)
     # that no amount of overlap can hide; it is reported apart and left out of both sides.
-    stage_rates, bound = alone_rates(alone, items, "render")
-    e2e = items / (piped.seconds - piped.browser_launch_s)
+    stage_rates, bound = alone_rates(alone, alone_launch, items, "render")
+    e2e = items / (piped.seconds - piped_launch)
     busy = {s.name: round(s.busy_s / piped.seconds, 2) for s in piped.stages}
     return {
         "bench": "synthesize",
@@ -143,9 +192,9 @@ def speed(args: argparse.Namespace, tmp: Path) -> dict:
         "render_workers": args.render_workers,
         "batch_size": args.batch_size,
         "e2e_items_per_s": round(e2e, 1),
-        "e2e_samples_per_s": round(piped.samples_written / (piped.seconds - piped.browser_launch_s), 1),
+        "e2e_samples_per_s": round(piped.samples_written / (piped.seconds - piped_launch), 1),
         "e2e_samples_per_s_with_launch": round(piped.samples_written / piped.seconds, 1),
-        "browser_launch_s": [round(alone.browser_launch_s, 1), round(piped.browser_launch_s, 1)],
+        "browser_launch_s": [round(alone_launch, 1), round(piped_launch, 1)],
         "stage_items_per_s_alone": stage_rates,
         "sequential_items_per_s": round(items / alone.seconds, 1),
         "bound": bound,
@@ -264,14 +313,13 @@ def stitch_speed(args: argparse.Namespace, tmp: Path) -> dict:
         src = crohme_corpus(symbols, tmp / "labels.txt")
         make_input(args.formulas, tmp / "formulas.txt", str(tmp / "labels.txt"))
     rates = renderer_rates(tmp / "formulas.txt", args.render_workers)
-    with StitchSynthesizer(symbols, render_workers=args.render_workers, stitch_workers=args.stitch_workers,
-                           progress=False) as synth:
-        alone = synth.run([tmp / "formulas.txt"], tmp / "alone", overlap=False)
-        piped = synth.run([tmp / "formulas.txt"], tmp / "piped")
+    with measured(StitchSynthesizer)(symbols, render_workers=args.render_workers, stitch_workers=args.stitch_workers,
+                                     progress=False) as synth:
+        alone, alone_launch, piped, piped_launch = run_both(synth, tmp / "formulas.txt", tmp)
         workers = synth.pool.workers
     items = piped.samples_written + piped.rejected
-    stage_rates, bound = alone_rates(alone, items, "layout")
-    steady = piped.seconds - piped.browser_launch_s
+    stage_rates, bound = alone_rates(alone, alone_launch, items, "layout")
+    steady = piped.seconds - piped_launch
     return {
         "bench": "synthesize-stitch",
         "formulas": args.formulas,
@@ -285,7 +333,7 @@ def stitch_speed(args: argparse.Namespace, tmp: Path) -> dict:
         "e2e_items_per_s": round(items / steady, 1),
         "e2e_samples_per_s_with_launch": round(piped.samples_written / piped.seconds, 1),
         **rates,
-        "browser_launch_s": [round(alone.browser_launch_s, 1), round(piped.browser_launch_s, 1)],
+        "browser_launch_s": [round(alone_launch, 1), round(piped_launch, 1)],
         "stage_items_per_s_alone": stage_rates,
         "bound": bound,
         "e2e_vs_bound": round(items / steady / stage_rates[bound], 3),

@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from formula_gan.data.render_job import RenderItem, reject_record
+from katex_render.readers import Reject, read_formulas
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,6 @@ class Item:
 
 def iter_items(inputs: Sequence[str | Path], variants: int) -> Iterator[Item]:
     """Every formula of every input, ``variants`` times in a row, in input order (streamed)."""
-    from katex_render.readers import Reject, read_formulas
-
     for path in inputs:
         for entry in read_formulas(path):
             if isinstance(entry, Reject):
@@ -87,3 +86,13 @@ class Record:
         if self.key is not None:
             out["key"] = self.key
         return out
+
+
+@dataclass
+class Piece:
+    """A run of consecutive records of one shard, as it travels between stages."""
+
+    shard: int
+    size: int  # records in the whole shard
+    records: list[Record]
+    last: bool  # nothing of this shard follows

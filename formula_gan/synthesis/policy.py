@@ -25,9 +25,10 @@ import numpy as np
 from PIL import Image
 
 from formula_gan.data.framing import frame_ink
+from formula_gan.models.generator import STRIDE
 
 OversizePolicy = Literal["skip", "downscale"]
-WIDTH_MULTIPLE = 16  # four stride-2 down-samplings in the generator
+WIDTH_MULTIPLE = STRIDE  # the generator's four stride-2 down-samplings: sizes are multiples of 16
 MAX_PIXELS = 640_000  # the paper's limit on width x height
 
 

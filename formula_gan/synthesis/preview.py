@@ -15,7 +15,10 @@ import torch.nn.functional as F
 
 from formula_gan.data.images import encode_png, ink_to_paper, paper_to_ink
 from formula_gan.data.shards import atomic_write_bytes
+from formula_gan.synthesis.items import Record
 
+PREVIEW = "preview.png"  # in the output folder
+PREVIEW_PAIRS = 8  # rows of the preview sheet: the first samples of shard 0
 GAP = 8  # px of paper between the two columns and between rows
 RULE = 0.35  # ink level of the thin line under each row (light gray), so rows read apart
 
@@ -46,6 +49,12 @@ def preview_grid(rows: Sequence[Sequence[np.ndarray]], max_width: int = 768) -> 
     grid = torch.cat(lines, dim=1)  # [1, H, W]
     grid = F.pad(grid, (GAP, GAP, GAP, GAP))  # a margin of paper all round
     return ink_to_paper(grid)
+
+
+def kept_for_preview(r: Record) -> bool:
+    """The first records of shard 0 keep their pixels until the preview is drawn (a few
+    more than it shows, since some may be rejects)."""
+    return r.shard == 0 and r.pos < PREVIEW_PAIRS * 4
 
 
 def write_preview(path: str | Path, rows: Sequence[Sequence[np.ndarray]]) -> None:

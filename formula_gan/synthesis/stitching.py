@@ -34,8 +34,10 @@ from formula_gan.errors import FormulaGanError
 from formula_gan.stitching.stitcher import StitchConfig, Stitcher
 from formula_gan.stitching.worker import Done, StitchPool, Task
 from formula_gan.synthesis.config import SynthesisConfig
-from formula_gan.synthesis.items import Record
-from formula_gan.synthesis.synthesizer import DOMAIN, Piece, Synthesizer, _for_preview, _Writer
+from formula_gan.synthesis.items import Piece, Record
+from formula_gan.synthesis.preview import kept_for_preview
+from formula_gan.synthesis.synthesizer import Synthesizer
+from formula_gan.synthesis.writer import DOMAIN, SynthesisWriter
 
 METHOD = "stitch"
 
@@ -106,7 +108,7 @@ class StitchSynthesizer(Synthesizer):
     def _stages(self) -> list[tuple[str, Any]]:
         return [("layout", self._render_stage), ("stitch", self._stitch_stage)]
 
-    def _writer(self, job: Any) -> _Writer:
+    def _writer(self, job: Any) -> SynthesisWriter:
         return _StitchWriter(job, self._identity(), self.progress)
 
     def _prepare_records(self, records: list[Record], normalizer: Any) -> None:
@@ -119,9 +121,9 @@ class StitchSynthesizer(Synthesizer):
 
     def _submit(self, renderer: Any, todo: list[Record]) -> "concurrent.futures.Future[Any]":
         boxes = renderer.submit_boxes([(r.rendering.tokens, r.rendering.style) for r in todo], images=False)
-        shown = [r for r in todo if _for_preview(r)]
+        shown = [r for r in todo if kept_for_preview(r)]
         pictures = renderer.submit_boxes([(r.rendering.tokens, r.rendering.style) for r in shown]) if shown else None
-        return _Both(boxes, pictures, [_for_preview(r) for r in todo])
+        return _Both(boxes, pictures, [kept_for_preview(r) for r in todo])
 
     def _finish_render(self, piece: Piece, todo: list[Record], future: Any, pool: Any) -> Piece:
         if future is None:
@@ -144,7 +146,7 @@ class StitchSynthesizer(Synthesizer):
             for piece in pieces:
                 todo = [r for r in piece.records if r.reject is None and r.extra is not None]
                 tasks = [Task(r.rendering.tokens, tuple(b.to_json() for b in r.extra["layout"]), r.seed,  # type: ignore[union-attr]
-                              r.item.latex, image=_for_preview(r), ink=self.ink) for r in todo]
+                              r.item.latex, image=kept_for_preview(r), ink=self.ink) for r in todo]
                 inflight.append((piece, todo, self.pool.submit(tasks) if tasks else None))
                 if len(inflight) > max(1, self.pool.workers):
                     yield _finish_stitch(*inflight.popleft())
@@ -186,7 +188,7 @@ class _Both:
                 future.cancel()
 
 
-class _StitchWriter(_Writer):
+class _StitchWriter(SynthesisWriter):
     def _sample(self, r: Record) -> Sample:
         extra = (("inkml", r.extra["inkml"]),) if r.extra and r.extra.get("inkml") else ()
         return Sample(r.key, r.png, self._meta(r), extra)  # type: ignore[arg-type]
