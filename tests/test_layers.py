@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 
-from formula_gan.models.layers import ConditionalBatchNorm2d, DBlock, GBlock, SelfAttention, channels, conv2d, layer_factories, linear
+from formula_gan.models.layers import ConditionalBatchNorm2d, DownBlock, GBlock, SelfAttention, channels, conv2d, layer_factories, linear
 from test_gan_support import one_thread  # noqa: F401
 
 
@@ -71,7 +71,7 @@ def test_blocks_halve_and_double(sn: bool) -> None:
     which_conv, which_linear = layer_factories(sn)
     which_bn = functools.partial(ConditionalBatchNorm2d, cond_dim=10, which_linear=which_linear)
     up = GBlock(16, 8, which_conv, which_bn)
-    down = DBlock(8, 24, which_conv, preactivation=True)
+    down = DownBlock(8, 24, which_conv, preactivation=True)
     x = torch.randn(2, 16, 4, 6)
     h = up(x, torch.randn(2, 10))
     assert h.shape == (2, 8, 8, 12)

@@ -1,8 +1,8 @@
 """Projection discriminator with self-attention.
 
-    DBlock 1 -> 64d /2,  DBlock 64d -> 128d /4,  (self-attention after ``attention_after`` blocks),
-    DBlock 128d -> 256d /8,  DBlock 256d -> 512d /16,  ReLU, global sum pooling -> h [b, 512d]
-    score = linear(h) + sum(embed(domain) * h, dim=1)
+    DownBlock 1 -> 64d /2,  DownBlock 64d -> 128d /4,  (self-attention after ``attention_after`` blocks),
+    DownBlock 128d -> 256d /8,  DownBlock 256d -> 512d /16,  ReLU, global sum pooling -> feat [b, 512d]
+    score = linear(feat) + sum(embed(domain) * feat, dim=1)
 
 The projection is computed per sample. (The released code summed it over the whole
 batch, so every sample's score depended on the others.) There is no BatchNorm here, so
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from formula_gan.models.layers import DBlock, SelfAttention, channels, embedding, layer_factories
+from formula_gan.models.layers import DownBlock, SelfAttention, channels, embedding, layer_factories
 
 BLOCKS = (1, 2, 4, 8)  # ×64d output channels per down-sampling block
 
@@ -40,7 +40,7 @@ class Discriminator(nn.Module):
         which_conv, which_linear = layer_factories(spectral_norm)
         ch = channels(64, BLOCKS, width)
         self.blocks = nn.ModuleList(
-            DBlock(cin, cout, which_conv, preactivation=i > 0) for i, (cin, cout) in enumerate(zip([1] + ch[:-1], ch))
+            DownBlock(cin, cout, which_conv, preactivation=i > 0) for i, (cin, cout) in enumerate(zip([1] + ch[:-1], ch))
         )
         self.attention_after = attention_after if attention else 0
         self.attention = SelfAttention(ch[attention_after - 1], which_conv) if attention else None
@@ -48,15 +48,15 @@ class Discriminator(nn.Module):
         self.embed = embedding(n_domains, ch[-1], sn=spectral_norm)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = x  # [b, 1, h, w]
+        feat = x  # [b, 1, h, w]
         for i, block in enumerate(self.blocks):
-            h = block(h)
+            feat = block(feat)  # [b, c, h/2^(i+1), w/2^(i+1)]
             if i + 1 == self.attention_after:
-                h = self.attention(h)
-        return F.relu(h).sum(dim=(2, 3))  # [b, 512d] global sum pooling
+                feat = self.attention(feat)
+        return F.relu(feat).sum(dim=(2, 3))  # [b, 512d] global sum pooling
 
     def forward(self, x: torch.Tensor, domain: torch.Tensor) -> torch.Tensor:
         """x [b, 1, h, w], domain [b] long -> score [b] (float32)."""
-        h = self.features(x)
-        projection = (self.embed(domain) * h).sum(dim=1)  # [b]: per sample, never over the batch
-        return (self.linear(h).squeeze(1) + projection).float()
+        feat = self.features(x)  # [b, 512d]
+        projection = (self.embed(domain) * feat).sum(dim=1)  # [b]: per sample, never over the batch
+        return (self.linear(feat).squeeze(1) + projection).float()

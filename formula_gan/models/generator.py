@@ -2,15 +2,15 @@
 
 Architecture (d = width multiplier, channels rounded to multiples of 8):
 
-    encoder  DBlock   1    -> 64d    /2
-             DBlock   64d  -> 128d   /4
-             DBlock   128d -> 256d   /8
-             DBlock   256d -> 512d   /16      + 1×1 projection of z chunk 0
-    decoder  GBlock   512d -> 512d   /8       CBN([class emb, z chunk 1])
-             GBlock   512d -> 256d   /4       CBN([class emb, z chunk 2])
+    encoder  DownBlock  1    -> 64d    /2
+             DownBlock  64d  -> 128d   /4
+             DownBlock  128d -> 256d   /8
+             DownBlock  256d -> 512d   /16      + 1×1 projection of z chunk 0
+    decoder  GBlock     512d -> 512d   /8       CBN([class emb, z chunk 1])
+             GBlock     512d -> 256d   /4       CBN([class emb, z chunk 2])
              (self-attention, when on, after ``attention_after`` decoder blocks; default 2)
-             GBlock   256d -> 128d   /2       CBN([class emb, z chunk 3])
-             GBlock   128d -> 64d    /1       CBN([class emb, z chunk 4])
+             GBlock     256d -> 128d   /2       CBN([class emb, z chunk 3])
+             GBlock     128d -> 64d    /1       CBN([class emb, z chunk 4])
     output   BN, ReLU, conv3×3 -> 1, sigmoid   (ink in [0, 1])
 
 That is the paper's generator (the defaults). Three options make it learn on small
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from formula_gan.models.layers import ConditionalBatchNorm2d, DBlock, GBlock, SelfAttention, channels, embedding, layer_factories
+from formula_gan.models.layers import ConditionalBatchNorm2d, DownBlock, GBlock, SelfAttention, channels, embedding, layer_factories
 
 ENCODER = (1, 2, 4, 8)  # ×64d, the encoder's output channels per block
 DECODER = ((8, 8), (8, 4), (4, 2), (2, 1))  # ×64d, (in, out) per decoder block
@@ -80,7 +80,7 @@ class Generator(nn.Module):
 
         enc = channels(64, ENCODER, width)
         self.encoder = nn.ModuleList(
-            DBlock(cin, cout, which_conv, preactivation=i > 0) for i, (cin, cout) in enumerate(zip([1] + enc[:-1], enc))
+            DownBlock(cin, cout, which_conv, preactivation=i > 0) for i, (cin, cout) in enumerate(zip([1] + enc[:-1], enc))
         )
         # a 1×1 conv on a [b, chunk, 1, 1] map is a linear layer broadcast over positions
         self.z_proj = which_linear(self.chunk, enc[-1])

@@ -78,13 +78,13 @@ class SelfAttention(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(()))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        b, c, hh, ww = x.shape
+        b, c, height, width = x.shape
         q = self.f(x).flatten(2).transpose(1, 2)  # [b, n, c/8]
         k = F.max_pool2d(self.g(x), 2).flatten(2).transpose(1, 2)  # [b, n/4, c/8]
         v = F.max_pool2d(self.h(x), 2).flatten(2).transpose(1, 2)  # [b, n/4, c/2]
         # scale=1: SAGAN's softmax(fᵀg) has no 1/√d; the fused kernel picks flash/efficient paths on GPU
         att = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=1.0)
-        att = att.squeeze(1).transpose(1, 2).reshape(b, c // 2, hh, ww)  # [b, c/2, h, w]
+        att = att.squeeze(1).transpose(1, 2).reshape(b, c // 2, height, width)  # [b, c/2, h, w]
         return x + self.gamma * self.o(att)
 
 
@@ -100,15 +100,17 @@ class GBlock(nn.Module):
         self.conv_sc = which_conv(in_channels, out_channels, kernel_size=1, padding=0)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.bn1(x, y))
-        h = F.interpolate(h, scale_factor=2.0, mode="nearest")
-        h = self.conv2(F.relu(self.bn2(self.conv1(h), y)))  # [b, out, 2h, 2w]
-        return h + self.conv_sc(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        # x: [b, in, h, w], y: [b, cond_dim]
+        out = F.relu(self.bn1(x, y))
+        out = F.interpolate(out, scale_factor=2.0, mode="nearest")
+        out = self.conv2(F.relu(self.bn2(self.conv1(out), y)))  # [b, out, 2h, 2w]
+        return out + self.conv_sc(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-class DBlock(nn.Module):
+class DownBlock(nn.Module):
     """Residual down-sampling block: (ReLU)-conv3×3-ReLU-avgpool×2-conv3×3, shortcut 1×1 conv + avgpool.
 
+    The discriminator's blocks and the generator's encoder blocks (BigGAN calls it DBlock).
     ``preactivation`` is False for the first block of a stack (its input is an image, not
     a feature map that already went through a ReLU). Down-sampling before the second conv
     quarters its cost."""
@@ -121,14 +123,15 @@ class DBlock(nn.Module):
         self.conv_sc = which_conv(in_channels, out_channels, kernel_size=1, padding=0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.relu(x) if self.preactivation else x
-        h = F.avg_pool2d(F.relu(self.conv1(h)), 2)
-        h = self.conv2(h)  # [b, out, h/2, w/2]
+        # x: [b, in, h, w]
+        out = F.relu(x) if self.preactivation else x
+        out = F.avg_pool2d(F.relu(self.conv1(out)), 2)
+        out = self.conv2(out)  # [b, out, h/2, w/2]
         if self.preactivation:
             sc = F.avg_pool2d(self.conv_sc(x), 2)
         else:
             sc = self.conv_sc(F.avg_pool2d(x, 2))
-        return h + sc
+        return out + sc
 
 
 def channels(base: int, multipliers: tuple[int, ...], width: float) -> list[int]:
