@@ -1,11 +1,15 @@
 """What the GAN loop reads: pairs (source batch, real-target batch), one pair per step.
 
+Here, as in the GAN step, ``source`` is a batch of the generator's inputs (the source
+domain); the shard folders they are read from are ``shard_sources`` (the data
+loader's ``ShardSource``).
+
 ``GanData.iterator(state)`` yields the pairs from a position saved in a checkpoint
 (``state()`` of a previous iterator, plain ints) or from the start (``None``), so that
 a resumed run sees exactly the batches an uninterrupted one would have seen.
 
-- ``ShardGanData``: the shard folders of the config through the data layer's loader.
-  Sources: rendered (+ handwritten unless ``handwritten_source`` is off) as generator
+- ``ShardGanData``: the shard folders of the config through the data layer's loader:
+  rendered (+ handwritten unless ``handwritten_source`` is off) as generator
   inputs; handwritten (+ rendered with ``swap_target_domain``) as real targets. The
   position is (epoch, batches read in that epoch) per loader; a resume replays at most
   one epoch's batches of reading, never the whole run.
@@ -21,6 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from formula_gan.data.batch import DOMAIN_IDS, Batch
+from formula_gan.data.jobs import load_manifest
+from formula_gan.data.loader import ShardSource, make_loader
+from formula_gan.data.vocab import Vocab
 from formula_gan.errors import FormulaGanError
 from formula_gan.models.generator import STRIDE
 
@@ -167,15 +174,16 @@ class _Cursor:
 class _ShardBatches:
     """Source batches (one cursor, or rendered + handwritten halves joined) paired with real batches."""
 
-    def __init__(self, sources: list[_Cursor], real: _Cursor, check_source: int | None, check_real: int | None) -> None:
-        self.sources, self.real = sources, real
+    def __init__(self, source_cursors: list[_Cursor], real: _Cursor, check_source: int | None,
+                 check_real: int | None) -> None:
+        self.source_cursors, self.real = source_cursors, real
         self.check_source, self.check_real = check_source, check_real
 
     def __iter__(self) -> "_ShardBatches":
         return self
 
     def __next__(self) -> tuple[Batch, Batch]:
-        source = join_batches([next(cursor) for cursor in self.sources])
+        source = join_batches([next(cursor) for cursor in self.source_cursors])
         real = next(self.real)
         _check_domain(source, self.check_source, "data.rendered (the generator's only inputs)")
         _check_domain(real, self.check_real, "data.handwritten (the real targets)")
@@ -183,7 +191,7 @@ class _ShardBatches:
 
     def state(self) -> dict[str, Any]:
         keys = ("source", "source_handwritten")
-        return {**{k: c.state() for k, c in zip(keys, self.sources)}, "real": self.real.state()}
+        return {**{k: c.state() for k, c in zip(keys, self.source_cursors)}, "real": self.real.state()}
 
 
 def join_batches(batches: list[Batch]) -> Batch:
@@ -211,10 +219,6 @@ def _check_domain(batch: Batch, expected: int | None, where: str) -> None:
 
 class ShardGanData:
     def __init__(self, cfg: "GanConfig", info: "DistInfo") -> None:
-        from formula_gan.data.jobs import load_manifest
-        from formula_gan.data.loader import ShardSource, make_loader
-        from formula_gan.data.vocab import Vocab
-
         d = cfg.data
         if not d.rendered:
             raise GanDataError("data.rendered is empty: name the rendered shard folders (formula-gan prepare-formulas)")
@@ -232,10 +236,10 @@ class ShardGanData:
         handwritten = [ShardSource(p) for p in d.handwritten]
         real = (rendered if cfg.swap_target_domain else []) + handwritten
 
-        def loader(sources: list, seed: int, batch_size: int) -> Any:
+        def loader(shard_sources: list[ShardSource], seed: int, batch_size: int) -> Any:
             # drop_oversize: the paper's width filter (<= max_width at the working height) drops wider
             # images instead of shrinking them, which would change their scale
-            return make_loader(sources, vocab, batch_size, height=d.height, max_width=d.max_width, shuffle=True,
+            return make_loader(shard_sources, vocab, batch_size, height=d.height, max_width=d.max_width, shuffle=True,
                                seed=seed, rank=info.rank, world_size=info.world_size, num_workers=d.num_workers,
                                loop=False, drop_last=True, drop_oversize=True, frame=d.frame,
                                pin_memory=info.device.type == "cuda")
@@ -245,9 +249,9 @@ class ShardGanData:
             # of one mixed stream come out single-domain (the domains differ in width), and G's
             # BatchNorm statistics would then depend on which domain filled the batch.
             half = max(1, d.batch_size // 2)
-            self._sources = (loader(rendered, cfg.seed, d.batch_size - half), loader(handwritten, cfg.seed + 2, half))
+            self._source_loaders = (loader(rendered, cfg.seed, d.batch_size - half), loader(handwritten, cfg.seed + 2, half))
         else:
-            self._sources = (loader(rendered, cfg.seed, d.batch_size),)
+            self._source_loaders = (loader(rendered, cfg.seed, d.batch_size),)
         self._real = loader(real, cfg.seed + 1, d.batch_size)
         self._check_source = DOMAIN_IDS["rendered"] if not cfg.handwritten_source else None
         self._check_real = DOMAIN_IDS["handwritten"] if not cfg.swap_target_domain else None
@@ -255,12 +259,12 @@ class ShardGanData:
     def iterator(self, state: dict[str, Any] | None) -> _ShardBatches:
         state = state or {}
         names = ("generator inputs", "handwritten generator inputs")
-        sources = [
+        cursors = [
             _Cursor(loader, name, **state.get(key, {}))
-            for loader, name, key in zip(self._sources, names, ("source", "source_handwritten"))
+            for loader, name, key in zip(self._source_loaders, names, ("source", "source_handwritten"))
         ]
         real = _Cursor(self._real, "real targets", **state.get("real", {}))
-        return _ShardBatches(sources, real, self._check_source, self._check_real)
+        return _ShardBatches(cursors, real, self._check_source, self._check_real)
 
 
 def shard_gan_data(cfg: "GanConfig", info: "DistInfo") -> ShardGanData:

@@ -26,6 +26,9 @@ from tqdm import tqdm
 
 from formula_gan import __version__
 from formula_gan.config import dump_yaml, from_dict, to_dict
+from formula_gan.data.augment import AugmentConfig
+from formula_gan.data.loader import ShardSource, make_loader
+from formula_gan.data.vocab import Vocab
 from formula_gan.errors import FormulaGanError
 from formula_gan.evaluation import CHECKPOINT_KIND, autocast_for, run_evaluation
 from formula_gan.models.recognizer import RecognizerModel
@@ -60,15 +63,13 @@ def load_recognizer_checkpoint(path: Path) -> dict[str, Any]:
 # ---- data ---------------------------------------------------------------------------------
 
 
-def build_vocab(cfg: RecognizerRunConfig):
-    """The configured vocabulary file, else the union of the training sources' vocabularies."""
-    from formula_gan.data.vocab import Vocab
-
+def build_vocab(cfg: RecognizerRunConfig) -> Vocab:
+    """The configured vocabulary file, else the union of the training shard sets' vocabularies."""
     if cfg.data.vocab:
         return Vocab.load(cfg.data.resolve(cfg.data.vocab))
     tokens: set[str] = set()
-    for source in cfg.data.train:
-        tokens.update(Vocab.from_manifest(cfg.data.resolve(source.path)).tokens)
+    for shard_source in cfg.data.train:
+        tokens.update(Vocab.from_manifest(cfg.data.resolve(shard_source.path)).tokens)
     return Vocab(tokens)
 
 
@@ -81,17 +82,11 @@ def _check_sources(cfg: RecognizerRunConfig) -> None:
             raise FormulaGanError(f"{resolved}: not a finished shard set (no manifest.json); prepare it first")
 
 
-def _train_batches(cfg: RecognizerRunConfig, vocab, d: DistInfo, step: int) -> Iterator:
-    from formula_gan.data.loader import ShardSource, make_loader
-
-    augment = None
-    if cfg.data.augment:
-        from formula_gan.data.augment import AugmentConfig
-
-        augment = AugmentConfig()
-    sources = [ShardSource(cfg.data.resolve(s.path), s.weight) for s in cfg.data.train]
+def _train_batches(cfg: RecognizerRunConfig, vocab: Vocab, d: DistInfo, step: int) -> Iterator:
+    augment = AugmentConfig() if cfg.data.augment else None
+    shard_sources = [ShardSource(cfg.data.resolve(s.path), s.weight) for s in cfg.data.train]
     loader = make_loader(
-        sources,
+        shard_sources,
         vocab,
         cfg.data.batch_size,
         height=cfg.data.height,
@@ -109,9 +104,7 @@ def _train_batches(cfg: RecognizerRunConfig, vocab, d: DistInfo, step: int) -> I
     return iter(loader)
 
 
-def _val_batches(cfg: RecognizerRunConfig, vocab):
-    from formula_gan.data.loader import ShardSource, make_loader
-
+def _val_batches(cfg: RecognizerRunConfig, vocab: Vocab):
     return make_loader(
         [ShardSource(cfg.data.resolve(p)) for p in cfg.data.val],
         vocab,
@@ -135,7 +128,7 @@ class RunLog:
         self.path = run_dir / "log.jsonl"
         self.tb = None
         if enabled:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # heavy (~0.2 s, protobuf): rank 0 only
 
             self.tb = SummaryWriter(str(run_dir / "tb"))
 
