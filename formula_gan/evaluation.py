@@ -20,11 +20,17 @@ from typing import Any, Iterable, Sequence
 import torch
 from tqdm import tqdm
 
+from formula_gan.config import from_dict
 from formula_gan.data.batch import Batch
+from formula_gan.data.jobs import verify
+from formula_gan.data.loader import ShardSource, make_loader
+from formula_gan.data.vocab import Vocab
 from formula_gan.devices import resolve_device
 from formula_gan.errors import FormulaGanError
-from formula_gan.models.checksum import state_dict_sha256
 from formula_gan.metrics import Scores, edit_distance, score_all
+from formula_gan.models.checksum import state_dict_sha256
+from formula_gan.models.recognizer import RecognizerModel
+from formula_gan.training.recognizer_config import RecognizerRunConfig
 
 CHECKPOINT_KIND = "formula-gan-recognizer/1"
 
@@ -100,11 +106,6 @@ def run_evaluation(
 
 def load_recognizer(path: str | Path, device: torch.device | str = "cpu"):
     """(model, vocab, checkpoint) from a recognizer checkpoint; loaded with ``weights_only=True``."""
-    from formula_gan.config import from_dict
-    from formula_gan.data.vocab import Vocab
-    from formula_gan.models.recognizer import RecognizerModel
-    from formula_gan.training.recognizer_config import RecognizerRunConfig
-
     path = Path(path)
     if not path.is_file():
         raise FormulaGanError(f"recognizer checkpoint not found: {path}")
@@ -138,12 +139,6 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> EvalResult:
     """Evaluate a recognizer checkpoint on finished shard sets (read in full, in order)."""
-    from formula_gan.data.jobs import verify
-    from formula_gan.data.loader import ShardSource, make_loader
-
-    from formula_gan.config import from_dict
-    from formula_gan.training.recognizer_config import RecognizerRunConfig
-
     dev = resolve_device(device)
     model, vocab, ckpt = load_recognizer(checkpoint, dev)
     cfg = from_dict(RecognizerRunConfig, ckpt["config"])

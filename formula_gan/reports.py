@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from PIL import Image, ImageDraw, ImageFont
+
 from formula_gan import __version__
 from formula_gan.data.shards import atomic_write_json
 from formula_gan.errors import FormulaGanError
@@ -73,8 +75,6 @@ def plot_curves(
     series: dict[str, list[tuple[float, float]]], path: str | Path, title: str, ylabel: str, size: tuple[int, int] = (900, 520)
 ) -> None:
     """A line chart (one line per series, legend, axis ticks) drawn with pillow: no plotting library needed."""
-    from PIL import Image, ImageDraw, ImageFont
-
     series = {k: v for k, v in series.items() if v}
     if not series:
         raise FormulaGanError(f"nothing to plot for {path}")

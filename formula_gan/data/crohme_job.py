@@ -42,6 +42,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
+from tqdm import tqdm
+
 from formula_gan.data.images import encode_png
 from formula_gan.data.inkml import InkmlError, iter_inkml_files, read_inkml, read_truth
 from formula_gan.data.jobs import MANIFEST, ShardedJob, ShardResult
@@ -49,6 +51,7 @@ from formula_gan.data.rasterize import RasterConfig, rasterize
 from formula_gan.data.shards import Sample, atomic_write_json
 from formula_gan.data.vocab import Vocab
 from formula_gan.errors import FormulaGanError
+from katex_render.normalize import Normalizer, Reject, SourceFormula
 
 VOCAB_FILE = "vocab.json"
 PREMAP_VERSION = 1  # bump when premap_label changes: a resumed job must not mix two mappings
@@ -207,8 +210,6 @@ def _input_digest(root: Path, files: Sequence[Path]) -> str:
 
 
 def _default_normalizer() -> tuple[Any, NormalizeFn]:
-    from katex_render.normalize import Normalizer
-
     normalizer = Normalizer()
     return normalizer, normalizer.normalize
 
@@ -229,8 +230,6 @@ def prepare_crohme(
     ``vocab``: report tokens outside it (manifest ``outside_vocab``; nothing is dropped).
     ``normalize_fn``: label normalizer (default: katex_render's KaTeX-based ``Normalizer``).
     """
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     root = Path(inkml_dir)
     files = iter_inkml_files(root)
@@ -323,8 +322,6 @@ def iter_crohme_labels(inkml_dir: str | Path) -> Iterator[Any]:
     """The CROHME formulas as normalizer input: a ``SourceFormula`` per usable file (its
     premapped ``truth``, source ``"<relative path>:1"``) or a ``Reject`` with the reason.
     Rendering these gives the rendered domain paired with the handwritten shards."""
-    from katex_render.normalize import Reject, SourceFormula
-
     root = Path(inkml_dir)
     for path in iter_inkml_files(root):
         rel = path.relative_to(root).as_posix()

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Iterable, Iterator, TypeVar
 
+from PIL import Image
+
 from formula_gan import __version__
 from formula_gan.data.shards import (
     ShardError,
@@ -40,6 +42,7 @@ from formula_gan.data.shards import (
     Sample,
     atomic_write_bytes,
     atomic_write_json,
+    read_shard,
     shard_index,
     shard_name,
 )
@@ -335,10 +338,9 @@ def verify(shard_dir: str | Path, *, samples: bool = False) -> VerifyReport:
     """Check every shard against the manifest: present, its size and sha256; with
     ``samples`` also read every sample (count as listed, each PNG decodes, each JSON
     parses). Raises ``ShardError`` naming the first shard that differs."""
-    from PIL import Image  # pillow and numpy: only for the commands that verify
-
+    # Here, not at the top: data.images imports torch (seconds), which the torch-free users
+    # of this module (vocabularies, gallery, normalize) never need.
     from formula_gan.data.images import decode_png
-    from formula_gan.data.shards import read_shard
 
     manifest = load_manifest(shard_dir)
     report = VerifyReport(0, 0, 0)

@@ -37,25 +37,25 @@ batches on every run.
 
 from __future__ import annotations
 
+import json
 import random
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 import torch
 from PIL import Image
+from webdataset.tariterators import group_by_keys, tar_file_iterator
 
+from formula_gan.data.augment import AugmentConfig, augment_batch
 from formula_gan.data.batch import DOMAIN_IDS, Batch
 from formula_gan.data.framing import frame_ink
 from formula_gan.data.images import decode_png, paper_to_ink
 from formula_gan.data.jobs import load_manifest
 from formula_gan.data.shards import ShardError
 from formula_gan.data.vocab import Vocab
-
-if TYPE_CHECKING:
-    from formula_gan.data.augment import AugmentConfig
 
 SHUFFLE_BUFFER = 1000  # raw samples (PNG bytes, ~2-8 kB each): a few MB per source and reader
 BUCKET_BATCHES = 16  # decoded samples held for width bucketing = batch_size * 16
@@ -95,10 +95,6 @@ def _resolve(source: ShardSource) -> list[_Shard]:
 
 def iter_shard_samples(path: str | Path, expected: int | None = None) -> Iterator[dict[str, Any]]:
     """Samples of one tar shard through webdataset: {"__key__", "png", "json"} (json parsed)."""
-    import json
-
-    from webdataset.tariterators import group_by_keys, tar_file_iterator
-
     path = Path(path)
     count = 0
     try:
@@ -321,8 +317,6 @@ class ShardStream(torch.utils.data.IterableDataset):
         for group in groups:
             batch = collate(group, self.height if self.keep_scale and self.height else 0)
             if self.augment is not None:
-                from formula_gan.data.augment import augment_batch
-
                 batch = augment_batch(batch, self.augment, gen)
             yield batch
 

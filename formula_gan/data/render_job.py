@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
+from tqdm import tqdm
 
 from formula_gan.config import to_dict
 from formula_gan.data.crohme_job import iter_crohme_labels
@@ -39,9 +40,9 @@ from formula_gan.data.images import encode_png
 from formula_gan.data.inkml import iter_inkml_files
 from formula_gan.data.jobs import Chunk, ShardResult, ShardedJob, env_rank
 from formula_gan.data.shards import Sample, shard_name
-from formula_gan.hashing import sha256_file
 from formula_gan.data.vocab import Vocab
 from formula_gan.errors import FormulaGanError
+from formula_gan.hashing import sha256_file
 from katex_render.normalize import (
     TIMEOUT_REASON,
     Normalizer,
@@ -297,8 +298,6 @@ def _finish_chunk(chunk: Chunk[Item], results: list[Any], spec: RenderJobSpec,
 def run_render_job(spec: RenderJobSpec, config: RenderConfig | None = None, *, workers: int | None = None,
                    progress: bool = True, rank: int | None = None, world_size: int | None = None) -> RenderJobSummary:
     """Render ``spec.input`` into shards under ``spec.out``; resumable, splittable by rank."""
-    from tqdm import tqdm
-
     config = config or RenderConfig()
     if workers is not None and not 1 <= workers <= 64:
         raise FormulaGanError(f"workers must be in 1..64, got {workers}")  # before the folder is touched

@@ -32,6 +32,7 @@ writer, the reject reasons, and the tokens with fewer than ``FEW`` samples.
 from __future__ import annotations
 
 import collections
+import io
 import json
 import time
 import zipfile
@@ -40,13 +41,15 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from formula_gan.data.crohme_job import _input_digest, premap_label
 from formula_gan.data.inkml import Ink, InkmlError, iter_inkml_files, read_inkml
 from formula_gan.data.rasterize import symbol_height
 from formula_gan.data.shards import atomic_write_bytes, atomic_write_json
-from formula_gan.hashing import sha256_file
 from formula_gan.errors import FormulaGanError
+from formula_gan.hashing import sha256_file
+from katex_render.normalize import Normalizer
 
 BANK = "symbols.npz"
 MANIFEST = "manifest.json"
@@ -157,8 +160,6 @@ def _decimate(stroke: np.ndarray) -> np.ndarray:
 # ---- the bank file ------------------------------------------------------------------------
 def write_bank(path: str | Path, glyphs: Sequence[Glyph]) -> None:
     """The compact file (see the module docstring), written atomically."""
-    import io
-
     tokens = sorted({g.token for g in glyphs})
     writers = sorted({g.writer for g in glyphs})
     files = sorted({g.file for g in glyphs})
@@ -269,8 +270,6 @@ def prepare_symbols(inkml_dir: str | Path, out_dir: str | Path, *, normalize_fn:
                     progress: bool = True) -> SymbolsReport:
     """Write ``symbols.npz``, ``manifest.json`` and ``rejects.jsonl`` for every trace group
     below ``inkml_dir`` into ``out_dir``. Rerunning replaces them (each is written whole)."""
-    from tqdm import tqdm
-
     started = time.perf_counter()
     root = Path(inkml_dir)
     files = iter_inkml_files(root)
@@ -292,8 +291,6 @@ def prepare_symbols(inkml_dir: str | Path, out_dir: str | Path, *, normalize_fn:
     labels = sorted({label for ink in inks for label, _ in ink.trace_groups})
     closer = None
     if normalize_fn is None:
-        from katex_render.normalize import Normalizer
-
         closer = Normalizer().__enter__()
         normalize_fn = closer.normalize
     try:

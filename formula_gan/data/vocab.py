@@ -12,6 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from formula_gan.data.jobs import load_manifest, shard_paths
+from formula_gan.data.shards import atomic_write_json, read_shard
 from formula_gan.errors import FormulaGanError
 
 FORMAT = "formula-gan-vocab/1"
@@ -74,8 +76,6 @@ class Vocab:
         return {"format": FORMAT, "specials": list(SPECIALS), "tokens": self.tokens}
 
     def save(self, path: str | Path) -> None:
-        from formula_gan.data.shards import atomic_write_json
-
         atomic_write_json(path, self.to_json())
 
     @classmethod
@@ -101,9 +101,6 @@ class Vocab:
     def from_manifest(cls, shard_dir: str | Path) -> "Vocab":
         """The vocabulary of a finished shard set: its manifest's ``vocab`` entry, else the
         tokens counted in its shards' stats, else every sample's tokens (slow, but exact)."""
-        from formula_gan.data.jobs import load_manifest, shard_paths
-        from formula_gan.data.shards import read_shard
-
         manifest = load_manifest(shard_dir)
         vocab = manifest.get("vocab")
         if isinstance(vocab, dict) and "tokens" in vocab:

@@ -15,6 +15,8 @@ from typing import Sequence
 from formula_gan.data.render_job import derive_seed
 from formula_gan.data.symbol_bank import SymbolBank
 from formula_gan.stitching.stitcher import StitchConfig, StitchError, Stitched, Stitcher
+from katex_render.normalize import Normalizer
+from katex_render.renderer import Renderer
 from katex_render.styles import Style
 
 
@@ -24,9 +26,6 @@ def stitch_formulas(formulas: Sequence[str], symbols: SymbolBank | str | Stitche
     """One result per formula, in order: its ``Stitched``, or why it has none (a reason
     from the normalizer, the renderer or the stitcher). Formula ``i`` uses the seed
     ``derive_seed(seed, str(i), formula, 0)``: the same list and seed give the same images."""
-    from katex_render.normalize import Normalizer
-    from katex_render.renderer import Renderer
-
     stitcher = symbols if isinstance(symbols, Stitcher) else Stitcher(symbols, config)
     with Normalizer() as normalizer:
         normalized = normalizer.normalize(list(formulas))

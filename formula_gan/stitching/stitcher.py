@@ -40,6 +40,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from formula_gan.config import to_dict
 from formula_gan.data.inkml import Ink
 from formula_gan.data.rasterize import SYMBOL_EM, RasterConfig, rasterize
 from formula_gan.data.symbol_bank import SymbolBank
@@ -144,8 +145,6 @@ class Stitcher:
 
     def identity(self) -> dict:
         """What decides the output, for job.json and the manifest."""
-        from formula_gan.config import to_dict
-
         return {"method": "stitch", "symbols": self.bank.digest, "glyphs": len(self.bank), "config": to_dict(self.config)}
 
     # ---- which glyph for which box ------------------------------------------------------

@@ -24,6 +24,8 @@ from formula_gan.data.batch import DOMAIN_IDS
 from formula_gan.data.images import ink_to_paper, paper_to_ink
 from formula_gan.errors import FormulaGanError
 from formula_gan.hashing import sha256_file
+from formula_gan.models.generator import Generator
+from formula_gan.models.generator_io import load_generator
 
 HANDWRITTEN = DOMAIN_IDS["handwritten"]  # the target domain of every synthetic sample
 # Width multiplier of the stand-in generator built by ``untrained_generator``: small
@@ -76,8 +78,6 @@ def default_generator() -> Path | None:
 
 def load(path: str | Path, device: torch.device) -> LoadedGenerator:
     """Load an exported generator (``formula-gan export-generator``), with clear errors."""
-    from formula_gan.models.generator_io import load_generator
-
     path = Path(path)
     if not path.is_file():
         raise GeneratorLoadError(f"generator file not found: {path}")
@@ -102,8 +102,6 @@ def load(path: str | Path, device: torch.device) -> LoadedGenerator:
 
 def untrained_generator(device: torch.device, width: float = UNTRAINED_WIDTH) -> LoadedGenerator:
     """A randomly initialized (fixed seed) small generator: the whole pipeline runs, nothing is learned."""
-    from formula_gan.models.generator import Generator
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(UNTRAINED_SEED)
         # No spectral norm: exported generators have it baked in, and the stand-in behaves like one.

@@ -29,7 +29,7 @@ class RunLogger:
         self.jsonl = None
         if not enabled:
             return
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # heavy (~0.2 s, protobuf): only a logging rank needs it
 
         self.out_dir.mkdir(parents=True, exist_ok=True)
         # purge_step: events logged after the checkpoint a resumed run restarts from are dropped, not
