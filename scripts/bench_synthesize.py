@@ -149,14 +149,35 @@ def differing_samples(a: Path, b: Path) -> int:
     return sum(1 for k in set(x) | set(y) if x.get(k) != y.get(k))
 
 
-def run_both(synth: Any, formulas: Path, tmp: Path) -> tuple[Any, float, Any, float]:
-    """(report, browser launch s) of the stages-alone run, then of the pipelined run."""
+def compare(synth: Any, formulas: Path, tmp: Path, browser_stage: str) -> tuple[dict, Any, Any]:
+    """The stages-alone run, then the pipelined run of ``formulas``: the figures both methods
+    report, and the two reports."""
     synth.alone = True
     alone = synth.run([formulas], tmp / "alone")
     alone_launch = synth.launch_s
     synth.alone = False
     piped = synth.run([formulas], tmp / "piped")
-    return alone, alone_launch, piped, synth.launch_s
+    piped_launch = synth.launch_s
+    items = piped.samples_written + piped.rejected
+    # Steady-state rates: launching Chromium is a fixed cost (seconds on a busy machine)
+    # that no amount of overlap can hide; it is reported apart and left out of both sides.
+    steady = piped.seconds - piped_launch
+    stage_rates, bound = alone_rates(alone, alone_launch, items, browser_stage)
+    return {
+        "items": items,
+        "samples": piped.samples_written,
+        "rejected": piped.rejected,
+        "e2e_items_per_s": round(items / steady, 1),
+        "e2e_samples_per_s": round(piped.samples_written / steady, 1),
+        "e2e_samples_per_s_with_launch": round(piped.samples_written / piped.seconds, 1),
+        "browser_launch_s": [round(alone_launch, 1), round(piped_launch, 1)],
+        "stage_items_per_s_alone": stage_rates,
+        "bound": bound,
+        "e2e_vs_bound": round(items / steady / stage_rates[bound], 3),
+        # Both runs must give the same dataset; a difference means a stage is not deterministic
+        # (e.g. a render timeout under load turning a formula into a reject in one run only).
+        "differing_samples": differing_samples(tmp / "alone", tmp / "piped"),
+    }, alone, piped
 
 
 def alone_rates(alone: Any, launch_s: float, items: int, browser_stage: str) -> tuple[dict, str]:
@@ -171,38 +192,20 @@ def speed(args: argparse.Namespace, tmp: Path) -> dict:
     src = make_input(args.formulas, tmp / "formulas.txt", args.corpus)
     make_generator(tmp / "g.pt", args.width)
     synth = synthesizer(args, tmp / "g.pt", args.height)
-    alone, alone_launch, piped, piped_launch = run_both(synth, tmp / "formulas.txt", tmp)
-    items = piped.samples_written + piped.rejected
-    # Steady-state rates: launching Chromium is a fixed cost (seconds on a busy machine)
-    # that no amount of overlap can hide; it is reported apart and left out of both sides.
-    stage_rates, bound = alone_rates(alone, alone_launch, items, "render")
-    e2e = items / (piped.seconds - piped_launch)
-    busy = {s.name: round(s.busy_s / piped.seconds, 2) for s in piped.stages}
+    figures, alone, piped = compare(synth, tmp / "formulas.txt", tmp, "render")
     return {
         "bench": "synthesize",
         "formulas": args.formulas,
         "corpus": Path(src).name,
-        "items": items,
-        "samples": piped.samples_written,
-        "rejected": piped.rejected,
-        "rejected_alone": alone.rejected,
         "height": args.height,
         "generator_width": args.width,
         "device": str(synth.device),
         "render_workers": args.render_workers,
         "batch_size": args.batch_size,
-        "e2e_items_per_s": round(e2e, 1),
-        "e2e_samples_per_s": round(piped.samples_written / (piped.seconds - piped_launch), 1),
-        "e2e_samples_per_s_with_launch": round(piped.samples_written / piped.seconds, 1),
-        "browser_launch_s": [round(alone_launch, 1), round(piped_launch, 1)],
-        "stage_items_per_s_alone": stage_rates,
-        "sequential_items_per_s": round(items / alone.seconds, 1),
-        "bound": bound,
-        "e2e_vs_bound": round(e2e / stage_rates[bound], 3),
-        "busy_fraction_in_pipeline": busy,
-        # Both runs must give the same dataset; a difference means a stage is not deterministic
-        # (e.g. a render timeout under load turning a formula into a reject in one run only).
-        "differing_samples": differing_samples(tmp / "alone", tmp / "piped"),
+        **figures,
+        "rejected_alone": alone.rejected,
+        "sequential_items_per_s": round(figures["items"] / alone.seconds, 1),
+        "busy_fraction_in_pipeline": {s.name: round(s.busy_s / piped.seconds, 2) for s in piped.stages},
         "cpus": os.cpu_count(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
@@ -315,29 +318,16 @@ def stitch_speed(args: argparse.Namespace, tmp: Path) -> dict:
     rates = renderer_rates(tmp / "formulas.txt", args.render_workers)
     with measured(StitchSynthesizer)(symbols, render_workers=args.render_workers, stitch_workers=args.stitch_workers,
                                      progress=False) as synth:
-        alone, alone_launch, piped, piped_launch = run_both(synth, tmp / "formulas.txt", tmp)
+        figures, _, _ = compare(synth, tmp / "formulas.txt", tmp, "layout")
         workers = synth.pool.workers
-    items = piped.samples_written + piped.rejected
-    stage_rates, bound = alone_rates(alone, alone_launch, items, "layout")
-    steady = piped.seconds - piped_launch
     return {
         "bench": "synthesize-stitch",
         "formulas": args.formulas,
         "corpus": Path(src).name,
-        "items": items,
-        "samples": piped.samples_written,
-        "rejected": piped.rejected,
         "render_workers": args.render_workers,
         "stitch_workers": workers,
-        "e2e_samples_per_s": round(piped.samples_written / steady, 1),
-        "e2e_items_per_s": round(items / steady, 1),
-        "e2e_samples_per_s_with_launch": round(piped.samples_written / piped.seconds, 1),
+        **figures,
         **rates,
-        "browser_launch_s": [round(alone_launch, 1), round(piped_launch, 1)],
-        "stage_items_per_s_alone": stage_rates,
-        "bound": bound,
-        "e2e_vs_bound": round(items / steady / stage_rates[bound], 3),
-        "differing_samples": differing_samples(tmp / "alone", tmp / "piped"),
         "cpus": os.cpu_count(),
         "loadavg_1m": round(os.getloadavg()[0], 2),
     }
