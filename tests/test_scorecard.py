@@ -65,5 +65,5 @@ def test_scorecard_errors_name_the_problem(trained, digits, tmp_path, capsys):
                "--out", str(tmp_path / "o"), "--recognizer", str(trained / "best.pt")])  # fmt: skip
     assert rc == 2 and "test set is not a finished shard folder" in capsys.readouterr().err
     rc = main(["scorecard", "--test", str(digits), "--train", str(digits), "--out", str(tmp_path / "o")])
-    assert rc == 2 and "one of the arguments --generator --untrained-generator --synthetic is required" in capsys.readouterr().err
+    assert rc == 2 and "one of the arguments --generator --untrained-generator --symbols --synthetic is required" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

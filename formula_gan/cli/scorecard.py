@@ -25,8 +25,12 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     which.add_argument("--generator", metavar="FILE", help="an exported generator (formula-gan export-generator)")
     which.add_argument("--untrained-generator", action="store_true", help="random weights: the sanity floor")
     which.add_argument(
+        "--symbols", metavar="DIR",
+        help="score the glyph stitcher (synthesize --method stitch) with this symbol bank (prepare-symbols)",
+    )  # fmt: skip
+    which.add_argument(
         "--synthetic", metavar="DIR",
-        help="a shard set already synthesized from OUT/formulas.txt by another method (e.g. --method stitch)",
+        help="a shard set already synthesized from OUT/formulas.txt (line i = test sample i) by other means",
     )  # fmt: skip
     p.add_argument("--test", required=True, metavar="DIR", help="real test shards (prepare-crohme of CROHME test 2014)")
     p.add_argument("--train", required=True, metavar="DIR", help="real training shards (the floor of the distances)")
@@ -44,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     payload = scorecard(
         args.out, args.test, args.train, generator=args.generator, untrained=args.untrained_generator,
-        synthetic_dir=args.synthetic, recognizer=args.recognizer, seed=args.seed, beam=args.beam,
+        synthetic_dir=args.synthetic, symbols=args.symbols, recognizer=args.recognizer, seed=args.seed, beam=args.beam,
         device=args.device, progress=not args.no_progress,
     )  # fmt: skip
     print(scorecard_table(payload))

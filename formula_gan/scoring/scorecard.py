@@ -43,6 +43,7 @@ from formula_gan.reports import write_json
 from formula_gan.scoring.frechet import feature_distance
 from formula_gan.synthesis import SynthesisConfig, Synthesizer
 from formula_gan.synthesis.preview import write_preview
+from formula_gan.synthesis.stitching import StitchSynthesisConfig, StitchSynthesizer
 from katex_render.normalize import tokens_to_latex
 
 SHEET_ROWS = 16
@@ -79,6 +80,7 @@ def scorecard(
     generator: str | Path | None = None,
     untrained: bool = False,
     synthetic_dir: str | Path | None = None,
+    symbols: str | Path | None = None,
     recognizer: str | Path | None = None,
     seed: int = 0,
     beam: int = 1,
@@ -92,9 +94,9 @@ def scorecard(
     for what, d in (("test set", test_dir), ("train set", train_dir)):
         if not (Path(d) / "manifest.json").is_file():
             raise FormulaGanError(f"{d}: the {what} is not a finished shard folder (no manifest.json)")
-    given = sum(x for x in (generator is not None, untrained, synthetic_dir is not None))
+    given = sum(x for x in (generator is not None, untrained, synthetic_dir is not None, symbols is not None))
     if given > 1:
-        raise FormulaGanError("give one of a generator, untrained=True or a synthetic set")
+        raise FormulaGanError("give one of a generator, untrained=True, a symbol bank (the stitcher) or a synthetic set")
     recognizer = recognizer or default_recognizer()
     if recognizer is None:
         raise FormulaGanError("no recognizer: this installation ships none; give one (--recognizer CKPT)")
@@ -106,7 +108,11 @@ def scorecard(
     rendered = out / "rendered"
     run_render_job(RenderJobSpec(input=formulas, out=rendered, seed=seed), progress=progress)
     synthetic = Path(synthetic_dir) if synthetic_dir is not None else out / "synthetic"
-    if synthetic_dir is None:
+    if symbols is not None:  # the glyph stitcher: real CROHME strokes placed in KaTeX's boxes
+        stitcher = StitchSynthesizer(symbols, config=StitchSynthesisConfig(seed=seed), progress=progress)
+        stitcher.run([formulas], synthetic)
+        generator_info = {"method": "stitch", "symbols": str(symbols)}
+    elif synthetic_dir is None:
         synth = Synthesizer(
             generator, untrained=untrained, config=SynthesisConfig(seed=seed, oversize="downscale"),
             device=str(dev), progress=progress,

@@ -1,0 +1,94 @@
+"""The figures of a recognizer's model card, measured again from the checkpoint and its run.
+
+    python3 scripts/recognizer_card.py --recognizer formula_gan/weights/recognizer.pt \
+        --run RUN_DIR --test CROHME_TEST2014_SHARDS --out results/recognizer_card
+
+Writes to --out: ``test.json`` (every metric and per-sample prediction, beam search on the
+test set), ``val_exprate.png`` (validation ExpRate against wall-clock minutes of the run),
+``examples.png`` (20 test images with their readings: the first 10 right and the first 10
+wrong in key order) and ``card.md`` (the tables to paste into the card). Prints card.md.
+The test images stay in --out: they are CROHME's, not the project's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+from formula_gan.data.images import decode_png
+from formula_gan.data.jobs import shard_paths
+from formula_gan.data.shards import read_shard
+from formula_gan.evaluation import evaluate_checkpoint
+from formula_gan.reports import format_table, plot_curves, write_json
+
+EXAMPLES = 10  # right and wrong readings each
+
+
+def wall_curve(run_dir: Path) -> list[tuple[float, float]]:
+    """(minutes since the run's first log line, validation ExpRate %) per validation."""
+    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    start = min(e["time"] for e in events)
+    return [((e["time"] - start) / 60, 100 * e["exprate"]) for e in events if e.get("kind") == "val"]
+
+
+def examples(predictions: list[dict], test_dir: Path, out: Path) -> list[dict]:
+    ordered = sorted(predictions, key=lambda p: p["key"])
+    right = [p for p in ordered if p["edit_distance"] == 0][:EXAMPLES]
+    wrong = [p for p in ordered if p["edit_distance"] > 0][:EXAMPLES]
+    chosen = right + wrong
+    wanted = {p["key"] for p in chosen}
+    images = {s.key: decode_png(s.png) for shard in shard_paths(test_dir) for s in read_shard(shard) if s.key in wanted}
+    font = ImageFont.load_default()
+    rows = []
+    for p in chosen:
+        img = Image.fromarray(images[p["key"]])
+        img = img.resize((max(1, round(img.width * 48 / img.height)), 48), Image.LANCZOS)
+        text = f"{'RIGHT' if p['edit_distance'] == 0 else 'WRONG'}  ref: {p['reference']}\n       got: {p['hypothesis']}"
+        row = Image.new("L", (max(img.width, 900), 48 + 30), 255)
+        row.paste(img, (0, 0))
+        ImageDraw.Draw(row).multiline_text((4, 49), text, fill=0, font=font)
+        rows.append(row)
+    sheet = Image.new("L", (max(r.width for r in rows), sum(r.height + 6 for r in rows)), 255)
+    y = 0
+    for r in rows:
+        sheet.paste(r, (0, y))
+        y += r.height + 6
+    sheet.save(out)
+    return chosen
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--recognizer", required=True, help="the exported recognizer (or a best.pt)")
+    ap.add_argument("--run", required=True, type=Path, help="its training run folder (log.jsonl)")
+    ap.add_argument("--test", required=True, type=Path, help="CROHME test 2014 shards (prepare-crohme)")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--beam", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=16)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = evaluate_checkpoint(args.recognizer, [args.test], beam=args.beam, batch_size=args.batch_size, device="cpu")
+    write_json(args.out / "test.json", result.to_json({"recognizer": args.recognizer, "test": str(args.test)}))
+    curve = wall_curve(args.run)
+    plot_curves({"validation ExpRate": curve}, args.out / "val_exprate.png",
+                "validation ExpRate (greedy, held-out CROHME train) against wall time", "ExpRate %")  # fmt: skip
+    chosen = examples(result.predictions, args.test, args.out / "examples.png")
+    lines = [format_table(result.scores, f"CROHME test 2014, beam {args.beam}"), "",
+             "| minutes | validation ExpRate % |", "| ---: | ---: |"]  # fmt: skip
+    lines += [f"| {m:.0f} | {v:.1f} |" for m, v in curve]
+    lines += ["", "| test file | reference | reading | |", "| --- | --- | --- | --- |"]
+    for p in chosen:
+        mark = "right" if p["edit_distance"] == 0 else f"{p['edit_distance']} edits"
+        lines.append(f"| {p['key']} | `{p['reference']}` | `{p['hypothesis']}` | {mark} |")
+    card = "\n".join(lines) + "\n"
+    (args.out / "card.md").write_text(card, encoding="utf-8")
+    sys.stdout.write(card)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
