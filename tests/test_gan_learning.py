@@ -186,3 +186,21 @@ def test_images_wider_than_max_width_are_dropped_not_shrunk(tmp_path: Path, shar
             widths = batch.masks.any(dim=1).sum(dim=1)
             heights = batch.masks.any(dim=2).sum(dim=1)
             assert bool((widths <= 60).all()) and bool((heights == 30).all())  # never scaled below the height
+
+
+def test_content_loss_forgives_thinning_and_small_moves_not_erasing_or_inventing():
+    from formula_gan.training.gan_step import content_loss
+
+    source = torch.zeros(1, 1, 32, 64)
+    source[..., 10:14, 5:60] = 1  # a thick bar, as KaTeX draws a fraction bar at a large size
+    thin, moved, invented = torch.zeros_like(source), torch.zeros_like(source), source.clone()
+    thin[..., 11:13, 5:60] = 1
+    moved[..., 12:14, 6:61] = 1
+    invented[..., 25:27, 5:60] = 1
+    assert float(content_loss(thin, source, 2)) == 0.0
+    assert float(content_loss(moved, source, 2)) == 0.0
+    assert float(content_loss(torch.zeros_like(source), source, 2)) == 1.0  # the symbol erased
+    assert float(content_loss(invented, source, 2)) == pytest.approx(1 / 3)  # a third of the ink is new
+    fake = thin.clone().requires_grad_(True)
+    (content_loss(fake * 0.5, source, 2)).backward()  # faint ink: differentiable towards the source's
+    assert fake.grad is not None

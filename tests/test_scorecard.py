@@ -42,7 +42,7 @@ def test_scorecard_with_an_untrained_generator(card, digits):
     assert card["samples"] == {"real": 8, "train": 8, "rendered": 8, "synthetic": 8}
     # the train floor here reads the test set itself (shuffled): the same images, so distance 0
     assert card["frechet"]["train"] == pytest.approx(0.0, abs=1e-6)
-    assert (out / "sheet.png").is_file() and (out / "scorecard.md").read_text().startswith("Recognizer")
+    assert (out / "sheet.png").is_file() and (out / "sheet_generated.png").is_file() and (out / "scorecard.md").read_text().startswith("Recognizer")
     # line i of formulas.txt is test sample i, and the rendered set holds every line once
     lines = (out / "formulas.txt").read_text().splitlines()
     tokens = [s.meta["tokens"] for p in shard_paths(digits) for s in read_shard(p)]

@@ -18,7 +18,8 @@ reads all three sets and the real test set, and its encoder describes them:
   real handwriting), rendered ↔ real test the ceiling a generator must get under.
 * **a sheet**: real | rendered | synthetic, one test formula per row.
 
-Everything goes to ``out_dir``: ``scorecard.json``, ``scorecard.md``, ``sheet.png``.
+Everything goes to ``out_dir``: ``scorecard.json``, ``scorecard.md``, ``sheet.png`` and
+``sheet_generated.png`` (the same rows without the real handwriting).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ def scorecard(
         "train": feature_distance(features["train"], features["real"]),
     }
     sheet = out / "sheet.png"
-    _write_sheet(sheet, dirs["real"], pairs, rendered, synthetic)
+    _write_sheets(sheet, out / "sheet_generated.png", dirs["real"], pairs, rendered, synthetic)
     payload = {
         "recognizer": str(recognizer),
         "recognizer_step": int(ckpt.get("step", 0)),
@@ -184,8 +185,10 @@ def _take(batches, n: int):
             return
 
 
-def _write_sheet(path: Path, test_dir: Path, pairs: Sequence[tuple[str, str]], rendered: Path, synthetic: Path) -> None:
-    """real | rendered | synthetic for the first SHEET_ROWS test formulas present in all three sets."""
+def _write_sheets(path: Path, generated_path: Path, test_dir: Path, pairs: Sequence[tuple[str, str]],
+                  rendered: Path, synthetic: Path) -> None:
+    """real | rendered | synthetic for the first SHEET_ROWS test formulas present in all three sets,
+    and the same rows without the real column (the project's own output only, fit to publish)."""
     real = {}
     for shard in shard_paths(test_dir):
         for s in read_shard(shard):
@@ -201,6 +204,7 @@ def _write_sheet(path: Path, test_dir: Path, pairs: Sequence[tuple[str, str]], r
     if not rows:
         raise FormulaGanError("no test formula was both rendered and synthesized: nothing to put on the sheet")
     write_preview(path, rows)
+    write_preview(generated_path, [row[1:] for row in rows])
 
 
 def scorecard_table(payload: dict[str, Any]) -> str:

@@ -92,8 +92,10 @@ class GanConfig:
     ema_decay: float = 0.999
     r1_gamma: float = 0.0  # R1 penalty γ on D's gradient at real images (0: off, the paper)
     r1_every: int = 1  # lazy R1: every N D steps, weighted by N
-    content_weight: float = 0.0  # weight of |blur(G(x)) − blur(x)| in G's loss (0: off, the paper)
-    content_blur: int = 8  # cell size of that blur in pixels
+    # Weight of the content loss in G's loss (0: off, the paper): source ink with no generated ink
+    # within content_radius px, and generated ink with no source ink that near (gan_step.content_loss).
+    content_weight: float = 0.0
+    content_radius: int = 2
     device: str = "auto"
     # CPU intra-op threads (0: torch's default, one per core). One thread is often faster on a
     # shared two-core machine: each parallel op waits for its slowest thread. Ignored on GPUs.
@@ -122,7 +124,7 @@ class GanConfig:
             raise ValueError(f"cpu_threads must be >= 0, got {self.cpu_threads}")
         if self.r1_gamma < 0 or self.content_weight < 0:
             raise ValueError("r1_gamma and content_weight must be >= 0")
-        for name in ("log_every", "sample_every", "checkpoint_every", "r1_every", "content_blur"):
+        for name in ("log_every", "sample_every", "checkpoint_every", "r1_every", "content_radius"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
 
