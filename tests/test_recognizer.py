@@ -121,3 +121,17 @@ def test_tiny_recognizer_learns_to_read(decoder):
                 break
     assert exprate == 1.0, f"read {exprate:.0%} after {step} steps"
     assert [h.tokens for h in model.decode(images, masks, beam=4)] == refs
+
+
+def test_input_dropout_hides_previous_tokens_in_training_only():
+    model = RecognizerModel(VOCAB, tiny_cfg("gru", input_dropout=0.5))
+    tokens_in = torch.cat([torch.full((4, 1), 1), torch.randint(4, VOCAB, (4, 30))], dim=1)  # SOS, then tokens
+    tokens_in[:, -5:] = 0  # padding stays padding
+    model.train()
+    torch.manual_seed(0)
+    dropped = model._drop_inputs(tokens_in)
+    assert bool((dropped[:, 0] == 1).all()) and bool((dropped[:, -5:] == 0).all())
+    share = float((dropped[:, 1:-5] == 3).float().mean())
+    assert 0.3 < share < 0.7  # about half the tokens became UNK
+    model.eval()
+    assert torch.equal(model._drop_inputs(tokens_in), tokens_in)

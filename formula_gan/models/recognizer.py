@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from formula_gan.models.attention_decoder import EOS, PAD, SOS, AttentionGRUDecoder, DecoderState, teacher_forcing
+from formula_gan.models.attention_decoder import EOS, PAD, SOS, UNK, AttentionGRUDecoder, DecoderState, teacher_forcing
 from formula_gan.models.beam_search import Hypothesis, beam_search, greedy_decode
 from formula_gan.models.densenet import DenseNetEncoder
 from formula_gan.models.transformer_decoder import TransformerDecoder
@@ -59,6 +59,10 @@ class RecognizerModelConfig:
     # both
     max_len: int = 200  # longest formula decoded; CROHME's longest is ~100 tokens
     label_smoothing: float = 0.0
+    # Teacher forcing with holes: each previous token the decoder is given in training is replaced
+    # by UNK with this probability, so that it must read the image rather than recite a formula
+    # it memorized (CROHME repeats formulas across writers; test sets do not).
+    input_dropout: float = 0.0
 
 
 def reverse_targets(tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +110,7 @@ class RecognizerModel(nn.Module):
         (without smoothing) and its number of tokens, for perplexity."""
         feat, feat_mask = self.encoder(images, masks)  # [b, c, h', w'], [b, h', w']
         tokens_in, target = teacher_forcing(tokens, lengths)  # [b, t+1] each
+        tokens_in = self._drop_inputs(tokens_in)
         b = tokens.shape[0]
         if self.cfg.decoder == "transformer" and self.cfg.bidirectional:
             r_in, r_target = reverse_targets(tokens, lengths)
@@ -126,6 +131,15 @@ class RecognizerModel(nn.Module):
             nll = F.cross_entropy(l2r.flatten(0, 1), target.flatten(), ignore_index=PAD, reduction="sum")
             count = (target != PAD).sum()
         return {"loss": loss, "nll": nll, "count": count}
+
+    def _drop_inputs(self, tokens_in: torch.Tensor) -> torch.Tensor:
+        """Training only: replace decoder inputs by UNK with probability ``input_dropout`` (never the start token)."""
+        p = self.cfg.input_dropout
+        if not self.training or p <= 0:
+            return tokens_in
+        drop = torch.rand(tokens_in.shape, device=tokens_in.device) < p  # [b, t+1]
+        drop[:, 0] = False
+        return tokens_in.masked_fill(drop & (tokens_in != PAD), UNK)
 
     # ---- decoding --------------------------------------------------------------------
     def _decoding_fns(self, feat: torch.Tensor, feat_mask: torch.Tensor):
