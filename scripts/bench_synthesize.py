@@ -30,7 +30,9 @@ grow with the number of formulas and the resident set must stay flat.
 
 Formulas: the first N lines of the shared im2latex corpus when it is there,
 else the built-in sample repeated. The generator is a tiny randomly
-initialized one (width multiplier 1/16), saved and loaded like a real export.
+initialized one (width multiplier 1/16), saved and loaded like a real export;
+``--generator FILE`` measures a trained one instead (e.g. the packaged
+``formula_gan/weights/generator.pt``), at the height it was trained at.
 
 ``--method stitch --symbols DIR`` measures the glyph stitcher instead: the same
 two runs (stages alone, then pipelined; their samples must be identical), and,
@@ -124,7 +126,7 @@ def measured(cls: type) -> type:
     return Measured
 
 
-def synthesizer(args: argparse.Namespace, generator: Path, height: int):
+def synthesizer(args: argparse.Namespace, generator: Path, height: int | None):
     from formula_gan.synthesis import SynthesisConfig, Synthesizer
 
     cfg = SynthesisConfig(height=height, samples_per_shard=args.samples_per_shard, oversize="downscale")
@@ -188,17 +190,25 @@ def alone_rates(alone: Any, launch_s: float, items: int, browser_stage: str) -> 
     return rates, min(rates, key=rates.get)
 
 
+def generator_file(args: argparse.Namespace, tmp: Path) -> Path:
+    """The generator to measure: --generator, else a random one of --width saved like an export."""
+    if args.generator:
+        return Path(args.generator)
+    make_generator(tmp / "g.pt", args.width)
+    return tmp / "g.pt"
+
+
 def speed(args: argparse.Namespace, tmp: Path) -> dict:
     src = make_input(args.formulas, tmp / "formulas.txt", args.corpus)
-    make_generator(tmp / "g.pt", args.width)
-    synth = synthesizer(args, tmp / "g.pt", args.height)
+    synth = synthesizer(args, generator_file(args, tmp), args.height)
     figures, alone, piped = compare(synth, tmp / "formulas.txt", tmp, "render")
     return {
         "bench": "synthesize",
         "formulas": args.formulas,
         "corpus": Path(src).name,
-        "height": args.height,
-        "generator_width": args.width,
+        "height": synth.config.height,
+        "generator": Path(args.generator).name if args.generator else "random",
+        "generator_width": synth.gen.model.config["width"],
         "device": str(synth.device),
         "render_workers": args.render_workers,
         "batch_size": args.batch_size,
@@ -235,14 +245,14 @@ print(json.dumps({"samples": report.samples_written, "rejected": report.rejected
 
 
 def memory(args: argparse.Namespace, tmp: Path) -> dict:
-    make_generator(tmp / "g.pt", args.width)
+    gen = generator_file(args, tmp)
     sizes = [int(s) for s in args.memory.split(",")]
     runs = {}
     for n in sizes:
         inp = tmp / f"formulas-{n}.txt"
         make_input(n, inp, args.corpus)
         child = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(Path(__file__).parent), json.dumps(vars(args)), str(tmp / "g.pt"), str(inp), str(tmp / f"out-{n}")],
+            [sys.executable, "-c", _CHILD, str(Path(__file__).parent), json.dumps(vars(args)), str(gen), str(inp), str(tmp / f"out-{n}")],
             capture_output=True, text=True, check=False,
         )
         if child.returncode != 0:
@@ -337,8 +347,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--formulas", type=int, default=400, help="formulas for the speed run (default 400)")
     ap.add_argument("--corpus", default=None, help="formula file (default: the shared im2latex corpus, else the built-in sample)")
-    ap.add_argument("--height", type=int, default=128, help="working height (default 128, the paper's)")
-    ap.add_argument("--width", type=float, default=0.0625, help="generator width multiplier (default 1/16: tiny)")
+    ap.add_argument("--height", type=int, default=None,
+                    help="working height (default: the generator's training height; 128, the paper's, for a random one)")
+    ap.add_argument("--width", type=float, default=0.0625, help="random generator's width multiplier (default 1/16: tiny)")
+    ap.add_argument("--generator", default=None, metavar="FILE", help="a trained generator file instead of a random one")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--render-workers", type=int, default=2)

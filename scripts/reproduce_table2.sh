@@ -7,6 +7,9 @@
 # with beam search, and writes results/table2.md with training-loss and validation-ExpRate plots.
 #
 #   scripts/reproduce_table2.sh --scale tiny     # CPU, minutes: a slice of CROHME, tiny models
+#   scripts/reproduce_table2.sh --scale cpu      # two CPU cores, hours: five rows (CROHME, + GAN, + stitched,
+#                                                # GAN only, stitched only) with the shipped generator and the
+#                                                # stitcher -> results/table2_cpu.md (scripts/table2_cpu.py)
 #   scripts/reproduce_table2.sh --scale full     # GPU: all of CROHME, the paper's model sizes
 #
 # Options: --data DIR (CROHME tarballs + formulas; default $FORMULA_GAN_DATA or ../shared/data),
@@ -38,7 +41,11 @@ while [[ $# -gt 0 ]]; do
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-case "$SCALE" in tiny|full) ;; *) echo "--scale must be tiny or full" >&2; exit 2 ;; esac
+case "$SCALE" in
+  tiny|full) ;;
+  cpu) exec python3 scripts/table2_cpu.py --data "$DATA" ;;  # its own steps; resumes the same way
+  *) echo "--scale must be tiny, cpu or full" >&2; exit 2 ;;
+esac
 case "$NORM" in height128|symbol) ;; *) echo "--normalization must be height128 or symbol" >&2; exit 2 ;; esac
 
 FG=(python3 -m formula_gan)

@@ -54,7 +54,7 @@ def test_scripts_parse_their_options(script, repo_root):
     help_ = subprocess.run(["bash", script, "--help"], cwd=repo_root, capture_output=True, text=True)
     assert help_.returncode == 0 and "--scale tiny" in help_.stdout
     bad = subprocess.run(["bash", script, "--scale", "huge"], cwd=repo_root, capture_output=True, text=True)
-    assert bad.returncode == 2 and "--scale must be tiny or full" in bad.stderr
+    assert bad.returncode == 2 and "--scale must be tiny" in bad.stderr
     bad = subprocess.run(["bash", script, "--frobnicate"], cwd=repo_root, capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown option" in bad.stderr
 
