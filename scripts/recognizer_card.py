@@ -82,7 +82,7 @@ def main() -> int:
     lines += [f"| {m:.0f} | {v:.1f} |" for m, v in curve]
     lines += ["", "| test file | reference | reading | |", "| --- | --- | --- | --- |"]
     for p in chosen:
-        mark = "right" if p["edit_distance"] == 0 else f"{p['edit_distance']} edits"
+        mark = "right" if p["edit_distance"] == 0 else f"{p['edit_distance']} edit" + ("s" if p["edit_distance"] > 1 else "")
         lines.append(f"| {p['key']} | `{p['reference']}` | `{p['hypothesis']}` | {mark} |")
     card = "\n".join(lines) + "\n"
     (args.out / "card.md").write_text(card, encoding="utf-8")
