@@ -291,10 +291,27 @@ def test_missing_or_wrong_generator_file_is_a_clear_error(tmp_path: Path, formul
     assert not (tmp_path / "out").exists()  # nothing was started or written
 
 
-def test_no_generator_asks_for_one_or_for_the_explicit_untrained_stand_in(tmp_path: Path, formulas: Path, capsys):
+def test_no_generator_asks_for_one_or_for_the_explicit_untrained_stand_in(tmp_path: Path, formulas: Path, capsys,
+                                                                          monkeypatch):
+    """An installation whose packaged generator is missing (a damaged or trimmed install)."""
+    import formula_gan.synthesis.generation as generation
+
+    monkeypatch.setattr(generation, "DEFAULT_GENERATOR", tmp_path / "weights" / "generator.pt")
     code, err = _run_cli(_cli(formulas, None, tmp_path / "out"), capsys)
     assert code == 2 and "--generator" in err and "--untrained-generator" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_without_generator_the_packaged_one_is_used(tmp_path: Path, formulas: Path, capsys):
+    from formula_gan.synthesis.generation import DEFAULT_GENERATOR
+
+    if not DEFAULT_GENERATOR.is_file():
+        pytest.fail(f"the package ships {DEFAULT_GENERATOR}; it is missing from this checkout")
+    code, err = _run_cli(_cli(formulas, None, tmp_path / "out"), capsys)
+    assert code == 0, err
+    manifest = load_manifest(tmp_path / "out")
+    assert manifest["generator"]["sha256"] == sha256_file(DEFAULT_GENERATOR)
+    assert not manifest["generator"].get("untrained")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
