@@ -136,6 +136,7 @@ def synthesizer(args: argparse.Namespace, generator: Path, height: int | None):
         device=args.device,
         batch_size=args.batch_size,
         render_workers=args.render_workers,
+        cpu_threads=args.cpu_threads,
         progress=False,
     )
 
@@ -211,6 +212,7 @@ def speed(args: argparse.Namespace, tmp: Path) -> dict:
         "generator_width": synth.gen.model.config["width"],
         "device": str(synth.device),
         "render_workers": args.render_workers,
+        "cpu_threads": synth.cpu_threads,
         "batch_size": args.batch_size,
         **figures,
         "rejected_alone": alone.rejected,
@@ -354,6 +356,8 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--render-workers", type=int, default=2)
+    ap.add_argument("--cpu-threads", type=int, default=None,
+                    help="the generator's torch threads (default: as synthesize, the cores the browsers leave, at least 1)")
     ap.add_argument("--samples-per-shard", type=int, default=250)
     ap.add_argument("--memory", default=None, metavar="N1,N2", help="peak RSS of pipelined runs of N1 and N2 formulas instead")
     ap.add_argument("--method", choices=["gan", "stitch"], default="gan", help="the generator to measure (default gan)")
