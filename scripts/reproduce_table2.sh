@@ -15,7 +15,8 @@
 # Options: --data DIR (CROHME tarballs + formulas; default $FORMULA_GAN_DATA or ../shared/data),
 #          --normalization height128|symbol, --generator FILE (reuse a trained generator: skips
 #          the GAN training), --gan-steps N (GAN length; tiny default 150), --beam N,
-#          --device cpu|cuda.
+#          --device cpu|cuda. With --scale cpu, what follows -- goes to scripts/table2_cpu.py, e.g.
+#          -- --rows ac --runs DIR train.max_steps=8000 (see python3 scripts/table2_cpu.py --help).
 # Every step resumes: rerun the same command after an interruption.
 set -euo pipefail
 
@@ -37,13 +38,17 @@ while [[ $# -gt 0 ]]; do
     --beam) BEAM="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
     --gan-steps) GAN_STEPS="$2"; shift 2 ;;
+    --) shift; break ;;  # the rest goes to scripts/table2_cpu.py (--scale cpu)
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+if [[ $# -gt 0 && "$SCALE" != cpu ]]; then
+  echo "arguments after -- are for --scale cpu only: $*" >&2; exit 2
+fi
 case "$SCALE" in
   tiny|full) ;;
-  cpu) exec python3 scripts/table2_cpu.py --data "$DATA" ;;  # its own steps; resumes the same way
+  cpu) exec python3 scripts/table2_cpu.py --data "$DATA" "$@" ;;  # its own steps; resumes the same way
   *) echo "--scale must be tiny, cpu or full" >&2; exit 2 ;;
 esac
 case "$NORM" in height128|symbol) ;; *) echo "--normalization must be height128 or symbol" >&2; exit 2 ;; esac
