@@ -59,6 +59,17 @@ def test_scripts_parse_their_options(script, repo_root):
     assert bad.returncode == 2 and "unknown option" in bad.stderr
 
 
+def test_table2_cpu_scale_takes_its_own_options_after_a_double_dash(repo_root):
+    script = "scripts/reproduce_table2.sh"
+    stray = subprocess.run(["bash", script, "--scale", "tiny", "--", "--rows", "a"], cwd=repo_root,
+                           capture_output=True, text=True)  # fmt: skip
+    assert stray.returncode == 2 and "for --scale cpu only" in stray.stderr
+    # reaches table2_cpu.py, which checks the row names before any work
+    bad_row = subprocess.run(["bash", script, "--scale", "cpu", "--", "--rows", "az"], cwd=repo_root,
+                             capture_output=True, text=True)  # fmt: skip
+    assert bad_row.returncode == 2 and "unknown row 'z'" in bad_row.stderr
+
+
 def test_report_helpers(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
