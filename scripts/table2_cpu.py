@@ -42,6 +42,12 @@ ROWS = {
 METRICS = ["exprate", "le1", "le2", "wer", "cer"]
 
 
+def shown(cmd: list[str]) -> str:
+    """A command as the report prints it: ``python3`` for this interpreter's path, so the
+    commands read the same on every machine."""
+    return " ".join("python3" if c == sys.executable else shlex.quote(c) for c in cmd)
+
+
 class Steps:
     """Runs commands, logs them (the report lists them), skips what is already done."""
 
@@ -50,7 +56,7 @@ class Steps:
         self.commands: list[str] = []
 
     def run(self, cmd: list[str], done: Path | None = None) -> None:
-        text = " ".join(shlex.quote(c) for c in cmd)
+        text = shown(cmd)
         self.commands.append(text)
         if done is not None and done.exists():
             print(f"[table2] done already: {done}", file=sys.stderr)
@@ -90,7 +96,7 @@ def train_row(steps: Steps, row: str, sets: dict[str, str], runs: Path, seed: in
     cmd = FG + ["train-recognizer", "--config", "configs/recognizer/cpu.yaml", "--no-progress",
                 f"name=row_{row}", f"out_dir={runs}/{{name}}", f"data.train=[{train}]", f"data.val=[{sets['val']}]",
                 f"train.seed={seed}", "train.cpu_threads=1", *overrides]  # fmt: skip
-    steps.commands.append(" ".join(shlex.quote(c) for c in cmd))
+    steps.commands.append(shown(cmd))
     print(f"[table2 {time.strftime('%H:%M:%S')}] row {row}: {ROWS[row][0]}", file=sys.stderr, flush=True)
     log = (runs / f"row_{row}.log").open("a")
     return subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
