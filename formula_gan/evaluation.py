@@ -31,6 +31,8 @@ from formula_gan.metrics import Scores, edit_distance, score_all
 from formula_gan.models.checksum import state_dict_sha256
 from formula_gan.models.recognizer import RecognizerModel
 from formula_gan.training.recognizer_config import RecognizerRunConfig
+from katex_render.canonical import canonicalize
+from katex_render.node_normalizer import Normalizer
 
 CHECKPOINT_KIND = "formula-gan-recognizer/1"
 
@@ -63,8 +65,12 @@ def run_evaluation(
     amp: str = "none",
     progress: bool = False,
     desc: str = "evaluate",
+    canonical: bool = True,
 ) -> EvalResult:
-    """Decode every batch (greedy when ``beam`` is 1) and score the predictions against the references."""
+    """Decode every batch (greedy when ``beam`` is 1) and score the predictions against the references.
+
+    ``canonical``: score the canonical forms of both (:func:`katex_render.canonical.canonicalize`);
+    the perplexity is the model's own on the references as stored."""
     was_training = model.training
     model.eval()
     refs: list[list[str]] = []
@@ -98,7 +104,19 @@ def run_evaluation(
         model.train(was_training)
     if not refs:
         raise FormulaGanError("no samples to evaluate (empty shard sets?)")
+    if canonical:
+        # Both sides in today's canonical form: a reading that differs from its reference only
+        # by braces that group nothing is right, whichever labels the model was trained on.
+        refs, hyps = canonical_pairs(refs, hyps)
+        for p, ref, hyp in zip(predictions, refs, hyps):
+            p.update(reference=" ".join(ref), hypothesis=" ".join(hyp), edit_distance=edit_distance(ref, hyp))
     return EvalResult(score_all(refs, hyps, total_nll, total_tokens), predictions, beam)
+
+
+def canonical_pairs(refs: list[list[str]], hyps: list[list[str]]) -> tuple[list[list[str]], list[list[str]]]:
+    """References and readings in today's canonical form (one normalizer process for both)."""
+    with Normalizer() as normalizer:
+        return canonicalize(refs, normalizer), canonicalize(hyps, normalizer)
 
 
 # ---- checkpoints -----------------------------------------------------------------------

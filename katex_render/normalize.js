@@ -316,14 +316,43 @@ class Serializer {
             this.n_styling(n.body[0]);
             return;
         }
-        if (!this.inText && n.body.length === 1 && REDUNDANT_BRACES.has(n.body[0].type)) {
-            // {x}, {\frac12}, {1 \over 2}: braces around one ordinary atom change nothing.
-            this.node(n.body[0]);
+        if (!this.inText) {
+            // A group that is not an argument and not a script's base groups nothing
+            // that a reader can see: {x^{n}}{e^{-x}} is x^{n}e^{-x}, n{\times}n is
+            // n\times n ({=} only changes the spacing, which no label holds). What
+            // needs its group keeps one of its own: arguments are braced by arg(),
+            // a script's base by supsub, an infix \atop by its handler; {\rm d}
+            // arrives as a font node with its argument; a style switch gets a group
+            // of its own that is exactly its scope ({a \scriptstyle b} is
+            // a { \scriptstyle b }), so it never reaches past where it reached.
+            this.list(n.body);
             return;
         }
         this.emit("{");
         this.list(n.body);
         this.emit("}");
+    }
+
+    // The base of a script: braces only where they are needed, i.e. unless the
+    // base is one ordinary atom ({x}^2 is x^2; {a+b}^2, {x^{n}}^2 and {}^{14} keep theirs).
+    scriptBase(base) {
+        let inner = base;
+        while (inner.type === "ordgroup" && inner.body.length === 1 && inner.body[0].type === "ordgroup"
+               && !isVdots(inner.body[0])) {
+            inner = inner.body[0];
+        }
+        if (inner.type === "ordgroup" && !isVdots(inner)
+            && !(inner.body.length === 1 && REDUNDANT_BRACES.has(inner.body[0].type))) {
+            if (inner.body.length === 1 && inner.body[0].type === "styling" && !isStyledFraction(inner.body[0])) {
+                this.n_styling(inner.body[0]); // a style switch's own group is the base's group
+                return;
+            }
+            this.emit("{");
+            this.list(inner.body);
+            this.emit("}");
+            return;
+        }
+        this.node(inner);
     }
 
     // --- scripts and operators ---------------------------------------------------
@@ -336,7 +365,8 @@ class Serializer {
         } else {
             const inner = new Serializer();
             inner.inText = this.inText;
-            inner.node(base);
+            if (this.inText) inner.node(base);
+            else inner.scriptBase(base);
             if (inner.out.length === 0 || UNWRAP.has(base.type)) {
                 // A base that vanished (x^2 \quad^1: the space was the base) or that is
                 // several nodes once unwrapped (colour, size) must stay one group.

@@ -2,7 +2,7 @@
 two cores. Called by ``scripts/reproduce_table2.sh --scale cpu``; every step resumes.
 
 Rows, each the recognizer of ``configs/recognizer/cpu.yaml`` with the same step budget and seed,
-validated on CROHME train formulas held out whole (``split_crohme.py``), its best checkpoint read
+validated on CROHME train formulas and writers held out whole (``formula-gan split``), its best checkpoint read
 on CROHME test 2014 with beam search:
 
     a  CROHME only
@@ -13,7 +13,7 @@ on CROHME test 2014 with beam search:
 
 Both synthetic sets are written from the same formulas: the shared im2latex corpus (its
 training split), the paper's filters (CROHME's vocabulary, <= 50 tokens), the first
-``--formulas`` of them in a seeded order. CROHME and synthetic data are drawn 1 : 1 (the
+``--formulas`` of them in a seeded order, none of them a validation or test formula. CROHME and synthetic data are drawn 1 : 1 (the
 paper's mix), not tuned. Writes ``results/table2_cpu.md`` (table, curves, the commands)
 and one JSON per row with every metric and prediction.
 """
@@ -80,11 +80,21 @@ def unpack(data: Path, work: Path) -> Path:
     return inkml / "crohme"
 
 
-def choose_formulas(normalized: Path, out: Path, n: int, seed: int) -> None:
-    """The first ``n`` formulas of a seeded order (a hash of seed and formula: independent of file order)."""
+def choose_formulas(normalized: Path, out: Path, n: int, seed: int, held_out: set[str]) -> None:
+    """The first ``n`` formulas of a seeded order (a hash of seed and formula: independent of file order),
+    none of them a formula of the validation or test files (synthetic data must not show them)."""
     lines = sorted({line.strip() for line in normalized.read_text(encoding="utf-8").splitlines() if line.strip()})
+    lines = [line for line in lines if line not in held_out]
     lines.sort(key=lambda t: hashlib.sha256(f"{seed}\x00{t}".encode()).hexdigest())
     out.write_text("".join(line + "\n" for line in lines[:n]), encoding="utf-8")
+
+
+def held_out_formulas(*inkml_dirs: Path) -> set[str]:
+    """The normalized formulas of these InkML folders (tokens joined by spaces)."""
+    from formula_gan.data.inkml import iter_inkml_files
+    from formula_gan.data.split import formula_keys
+
+    return {key for d in inkml_dirs for key in formula_keys(iter_inkml_files(d))}
 
 
 def train_row(steps: Steps, row: str, sets: dict[str, str], runs: Path, seed: int, weight: float,
@@ -128,7 +138,7 @@ def main() -> int:
 
     crohme = unpack(args.data, work)
     split = work / "split"
-    steps.run([sys.executable, "scripts/split_crohme.py", str(crohme / "train"), "--out", str(split)], split / "val")
+    steps.run(FG + ["split", str(crohme / "train"), "--out", str(split)], split / "split.json")
     sets = {"crohme": str(work / "crohme-train"), "val": str(work / "crohme-val"), "test": str(work / "crohme-test2014")}
     for name, src in (("train", split / "train"), ("val", split / "val"), ("test2014", crohme / "test2014")):
         out = work / f"crohme-{name}"
@@ -143,7 +153,7 @@ def main() -> int:
                   norm)  # fmt: skip
         formulas = work / "formulas.txt"
         if not formulas.exists():
-            choose_formulas(norm, formulas, args.formulas, args.seed)
+            choose_formulas(norm, formulas, args.formulas, args.seed, held_out_formulas(split / "val", crohme / "test2014"))
     if "gan" in need:
         sets["gan"] = str(work / "synthetic-gan")
         steps.run(FG + ["synthesize", str(work / "formulas.txt"), "--generator", str(args.generator),

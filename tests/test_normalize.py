@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 
+import katex_render.node_normalizer as node_normalizer
 import katex_render.normalize as normalize_module
 from katex_render.errors import KatexRenderError
 from katex_render.normalize import (
     Normalizer,
+    canonicalize,
     filter_tokens,
     load_vocab,
     normalize_file,
@@ -243,7 +245,7 @@ def test_killed_node_process_mid_run_recovers(norm: Normalizer) -> None:
 def test_missing_node_and_katex_are_clear_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with pytest.raises(KatexRenderError, match="cannot run Node.js"):
         Normalizer(node=str(tmp_path / "no-node")).start()
-    monkeypatch.setattr(normalize_module, "KATEX_PACKAGE", tmp_path / "node_modules" / "katex" / "package.json")
+    monkeypatch.setattr(node_normalizer, "KATEX_PACKAGE", tmp_path / "node_modules" / "katex" / "package.json")
     with pytest.raises(KatexRenderError, match="npm ci --prefix katex_render"):
         Normalizer().start()
 
@@ -290,3 +292,52 @@ def test_normalize_file_api(tmp_path: Path) -> None:
     assert rejects[2]["reason"] == "too many tokens: 9 > 7"
     assert summary.reasons["too many tokens"] == 1
     assert "1 accepted, 3 rejected of 4" in summary.line()
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        (r"{x^{n}}{e^{-x}}", r"x^{n}e^{-x}"),  # the example: braces that group nothing
+        (r"n { \times } n", r"n \times n"),
+        (r"{ r ( t ) = ( x ( t ) , y ( t ) ) }", r"r(t)=(x(t),y(t))"),
+        (r"\sin { 4 2 }", r"\sin 42"),
+        (r"a{=}b", "a=b"),  # braces only change the spacing in print, which no label holds
+        (r"\frac{{a}{b}}{c}", r"\frac{ab}{c}"),
+        (r"{{a}}", "a"),
+        (r"{x}^2", "x^2"),
+    ],
+)
+def test_groups_that_group_nothing_are_dropped(norm: Normalizer, a: str, b: str) -> None:
+    assert tokens(norm, a) == tokens(norm, b)
+
+
+@pytest.mark.parametrize(
+    "latex, expected",
+    [
+        # a script's base keeps its group unless it is one ordinary atom
+        (r"{a+b}^{2}", "{ a + b } ^ { 2 }"),
+        (r"{x^{n}}^{2}", "{ x ^ { n } } ^ { 2 }"),
+        (r"{}^{14}C", "{ } ^ { 1 4 } C"),
+        (r"{\sum}_{i} x", r"{ \sum } _ { i } x"),
+        # arguments stay braced
+        (r"\frac{a+b}{c}", r"\frac { a + b } { c }"),
+        (r"\sqrt{x y}", r"\sqrt { x y }"),
+        (r"\text{a b}", r"\text { a b }"),
+        # infix commands and style switches: the group they act on is kept
+        (r"{a \over b} c", r"\frac { a } { b } c"),
+        (r"{a \atop b} c", r"{ a \atop b } c"),
+        (r"{\rm d} x", r"\mathrm { d } x"),
+        (r"{a \scriptstyle b} c", r"a { \scriptstyle b } c"),
+        (r"{\displaystyle x}^2", r"{ \displaystyle x } ^ { 2 }"),
+    ],
+)
+def test_groups_that_carry_meaning_are_kept(norm: Normalizer, latex: str, expected: str) -> None:
+    assert " ".join(tokens(norm, latex)) == expected
+
+
+def test_canonicalize_readings_and_old_labels(norm: Normalizer) -> None:
+    old_label = "{ x ^ { n } } { e ^ { - x } }".split()
+    unparsable = ["{", "a"]
+    out = canonicalize([old_label, unparsable, [], ["x"], old_label], norm)
+    assert out == [["x", "^", "{", "n", "}", "e", "^", "{", "-", "x", "}"], unparsable, [], ["x"], out[0]]
+    assert canonicalize([["{", "x", "}"]]) == [["x"]]  # starts and closes its own normalizer

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from formula_gan.cli import main
-from formula_gan.data.crohme_job import CrohmeConfig, iter_crohme_labels, premap_label, prepare_crohme
+from formula_gan.data.crohme_job import CrohmeConfig, iter_crohme_labels, prepare_crohme
+from formula_gan.data.ink_labels import premap_label
 from formula_gan.data.images import decode_png
 from formula_gan.data.inkml import InkmlError
 from formula_gan.data.jobs import load_manifest, shard_paths, verify
@@ -94,7 +95,7 @@ def test_every_bad_file_has_its_reason_and_the_rest_is_kept(bad_dir: Path, tmp_p
     reasons = {r["source"]: r["reason"] for r in rejects}
     assert "ABOVE/BELOW" in reasons["sub/k_layout.inkml"]
     assert reasons["h_bad_label.inkml"].startswith("unparseable label: KaTeX parse error")
-    assert reasons["e_no_truth.inkml"] == 'no <annotation type="truth"> label'
+    assert reasons["e_no_truth.inkml"].startswith('no label: neither <annotation type="truth"> (CROHME)')
     manifest = load_manifest(out)
     assert manifest["num_samples"] == 3 and manifest["num_rejected"] == 8 and manifest["num_shards"] == 3
     assert manifest["reject_kinds"]["malformed-xml"] == 1

@@ -8,26 +8,8 @@ process), so CROHME tokens and rendered-formula tokens share one vocabulary.
 A file that cannot be used becomes a line of ``rejects.jsonl`` with its reason;
 the run goes on.
 
-CROHME label spellings mapped before normalization (``premap_label``), each
-because KaTeX cannot parse it or because it would split one handwritten symbol
-into several tokens:
-
-* ``$ ... $`` delimiters are removed: the labels are math already.
-* control spaces (``\\ `` followed by white space) become plain spaces: spacing is
-  dropped by the normalizer anyway, and ``$ ... \\ $`` (two test 2014 files) would
-  otherwise leave a dangling backslash once the ``$`` is gone.
-* ``\\mbox{X}`` and ``\\mathrm{X}`` -> ``X``: CROHME writes some letters upright
-  (``\\mbox { z }``: 1,845 times in train); in handwriting upright and italic are
-  the same symbol, and the symbol-level ground truth (trace groups) says ``z``.
-  KaTeX would otherwise give ``\\text { z }``, three tokens for one symbol.
-* ``\\ltN`` -> ``< N`` (and any ``\\lt``/``\\gt`` glued to an uppercase letter):
-  a missing space in one extension file; as written it is an undefined command.
-* labels holding the words ``ABOVE`` / ``BELOW`` (a few CROHME 2014 test files
-  carry a layout description instead of LaTeX there) are rejected, not read as
-  the letters A B O V E.
-
-``\\lt``, ``\\gt``, ``\\ldots``, ``\\lbrack`` ... are parsed by KaTeX and given one
-canonical token each by the normalizer itself.
+Labels are mapped to LaTeX that KaTeX reads by ``data.ink_labels`` (one
+mapping per InkML dialect) before normalization.
 """
 
 from __future__ import annotations
@@ -35,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing as mp
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -45,7 +26,8 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm import tqdm
 
 from formula_gan.data.images import encode_png
-from formula_gan.data.inkml import InkmlError, iter_inkml_files, read_inkml, read_truth
+from formula_gan.data.ink_labels import PREMAP_VERSION, label_latex
+from formula_gan.data.inkml import InkmlError, iter_inkml_files, read_header, read_inkml
 from formula_gan.data.jobs import MANIFEST, ShardedJob, ShardResult
 from formula_gan.data.rasterize import RasterConfig, rasterize
 from formula_gan.data.shards import Sample, atomic_write_json
@@ -54,39 +36,8 @@ from formula_gan.errors import FormulaGanError
 from katex_render.normalize import Normalizer, Reject, SourceFormula
 
 VOCAB_FILE = "vocab.json"
-PREMAP_VERSION = 1  # bump when premap_label changes: a resumed job must not mix two mappings
 NormalizeFn = Callable[[list[str]], list[tuple[list[str] | None, str | None]]]
 
-_WRAPPER_RE = re.compile(r"\\(?:mbox|mathrm)\s*\{")
-_GLUED_REL_RE = re.compile(r"\\(lt|gt)(?=[A-Z])")
-_LAYOUT_WORDS_RE = re.compile(r"\b(ABOVE|BELOW)\b")
-_CONTROL_SPACE_RE = re.compile(r"(?<!\\)\\(?=\s|$)")
-
-
-def premap_label(truth: str) -> str:
-    """A CROHME ``truth`` label -> LaTeX that KaTeX's parser reads (see the module docstring).
-    Raises ``InkmlError("bad-label", ...)`` for labels that are not LaTeX at all."""
-    if _LAYOUT_WORDS_RE.search(truth):
-        raise InkmlError("bad-label", "unparseable label: it holds the layout words ABOVE/BELOW, not LaTeX")
-    latex = _CONTROL_SPACE_RE.sub(" ", truth.replace("$", " "))
-    latex = _GLUED_REL_RE.sub(lambda m: "< " if m.group(1) == "lt" else "> ", latex)
-    return " ".join(_unwrap(latex).split())
-
-
-def _unwrap(latex: str) -> str:
-    """``\\mbox{...}`` / ``\\mathrm{...}`` -> their content (recursively)."""
-    m = _WRAPPER_RE.search(latex)
-    if m is None:
-        return latex
-    depth, j = 1, m.end()
-    while j < len(latex) and depth:
-        if latex[j] in "{}" and latex[j - 1] != "\\":
-            depth += 1 if latex[j] == "{" else -1
-        j += 1
-    if depth:
-        raise InkmlError("bad-label", f"unparseable label: unbalanced braces after {m.group(0)!r}")
-    inner = _unwrap(latex[m.end() : j - 1])
-    return latex[: m.start()] + " " + inner + " " + _unwrap(latex[j:])
 
 
 @dataclass
@@ -147,7 +98,7 @@ def _process_file(args: tuple[str, str, RasterConfig]) -> dict[str, Any]:
         return {"rel": rel, "kind": err.kind, "reason": err.reason, "truth": ink.truth}
     info = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in info.items()}
     info["strokes"] = len(ink.strokes)
-    return {"rel": rel, "png": encode_png(paper), "truth": ink.truth, "info": info}
+    return {"rel": rel, "png": encode_png(paper), "truth": ink.truth, "dialect": ink.dialect, "info": info}
 
 
 def sample_key(source: str, latex: str, variant: int = 0) -> str:
@@ -162,7 +113,7 @@ def _build_shard(results: list[dict[str, Any]], normalize_fn: NormalizeFn, vocab
     for i, r in enumerate(results):
         if "png" in r:
             try:
-                latex[i] = premap_label(r["truth"])
+                latex[i] = label_latex(r["truth"], r["dialect"])
             except InkmlError as err:
                 r.update(kind=err.kind, reason=err.reason)
     order = sorted(latex)
@@ -319,15 +270,16 @@ def _finalize(job: ShardedJob, vocab: Vocab | None) -> dict[str, Any] | None:
 
 
 def iter_crohme_labels(inkml_dir: str | Path) -> Iterator[Any]:
-    """The CROHME formulas as normalizer input: a ``SourceFormula`` per usable file (its
-    premapped ``truth``, source ``"<relative path>:1"``) or a ``Reject`` with the reason.
+    """The formulas of InkML files (CROHME or MathWriting) as normalizer input: a
+    ``SourceFormula`` per usable file (its label mapped to LaTeX, source
+    ``"<relative path>:1"``) or a ``Reject`` with the reason.
     Rendering these gives the rendered domain paired with the handwritten shards."""
     root = Path(inkml_dir)
     for path in iter_inkml_files(root):
         rel = path.relative_to(root).as_posix()
         truth = None
         try:
-            truth = read_truth(path)
-            yield SourceFormula(latex=premap_label(truth), source=f"{rel}:1")
+            truth, dialect, _ = read_header(path)
+            yield SourceFormula(latex=label_latex(truth, dialect), source=f"{rel}:1")
         except InkmlError as err:
             yield Reject(source=f"{rel}:1", input=truth or "", reason=err.reason)

@@ -1,4 +1,8 @@
-"""InkML (CROHME) parsing: strokes, the ``truth`` label and the symbol segmentation.
+"""InkML parsing: strokes, the label, the writer and the symbol segmentation.
+
+Two dialects are read, told apart by their annotations: CROHME (``truth``, trace
+groups, often a ``writer``) and Google's MathWriting (``normalizedLabel`` /
+``label``, no segmentation in the file, no writer).
 
 CROHME files come from several sources (HAMEX, KAIST, MathBrush, MfrDB,
 expressmatch, extension, the 2014 test set) that differ in coordinate scale
@@ -39,6 +43,13 @@ _XML_ID = "{http://www.w3.org/XML/1998/namespace}id"
 # rather than misread as numbers.
 _NOTATION_RE = re.compile(r"[\'\"!*?]")
 
+CROHME = "crohme"
+MATHWRITING = "mathwriting"
+# The annotation that holds a file's label, in the order looked for, and the dialect it marks.
+# MathWriting's ``label`` is the prompt as given; ``normalizedLabel`` (missing for its single
+# glyphs under symbols/) is the ground truth its authors ask to train on.
+LABEL_ANNOTATIONS = {"truth": CROHME, "normalizedLabel": MATHWRITING, "label": MATHWRITING}
+
 
 class InkmlError(FormulaGanError):
     """A file that cannot be used; ``kind`` is a short stable category for reports."""
@@ -52,11 +63,12 @@ class InkmlError(FormulaGanError):
 @dataclass
 class Ink:
     strokes: list[np.ndarray]  # each [n, 2] float64 (x, y), y pointing down as on screen
-    truth: str  # the ``truth`` annotation as written in the file
+    truth: str  # the label as written in the file (CROHME's truth, MathWriting's normalizedLabel)
     trace_groups: list[tuple[str, list[str]]] = field(default_factory=list)  # (symbol label, trace ids)
     trace_ids: list[str] = field(default_factory=list)  # id of each stroke, same order as ``strokes``
     source: str = ""  # where it came from (a path relative to the input folder)
     writer: str | None = None  # the ``writer`` annotation, when the file has one
+    dialect: str = CROHME  # which collection's conventions the file follows (see LABEL_ANNOTATIONS)
 
     def bbox(self) -> tuple[float, float, float, float]:
         """(x0, y0, x1, y1) over all points."""
@@ -76,21 +88,47 @@ def read_inkml(path: str | Path, source: str | None = None, max_bytes: int = MAX
 
 
 def read_truth(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str:
-    """Only the ``truth`` label of a file (no stroke parsing): for rendering the CROHME formulas."""
-    return _truth(_parse_root(_read_bytes(Path(path), max_bytes), max_bytes))
+    """Only the label of a file as written (no stroke parsing); :func:`read_header` also gives its dialect."""
+    return read_header(path, max_bytes)[0]
 
 
-def _truth(root: ET.Element) -> str:
-    truth = None
+def read_header(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> tuple[str, str, str | None]:
+    """(label as written, dialect, writer) of a file, without parsing its strokes."""
+    root = _parse_root(_read_bytes(Path(path), max_bytes), max_bytes)
+    label, dialect = _label(root)
+    return label, dialect, _writer(root)
+
+
+def read_writer(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> str | None:
+    """Only the ``writer`` annotation of a file (None when it has none or says "unknown")."""
+    return _writer(_parse_root(_read_bytes(Path(path), max_bytes), max_bytes))
+
+
+# Writer annotations that name nobody: files carrying them are not one person's.
+_ANONYMOUS_WRITERS = frozenset({"", "unknown", "anonymous", "none", "n/a"})
+
+
+def _writer(root: ET.Element) -> str | None:
+    writer = next((" ".join((c.text or "").split()) for c in root
+                   if _local(c.tag) == "annotation" and c.get("type") == "writer"), None)
+    return None if writer is None or writer.lower() in _ANONYMOUS_WRITERS else writer
+
+
+def _label(root: ET.Element) -> tuple[str, str]:
+    """(label, dialect): CROHME's ``truth`` annotation, else MathWriting's ``normalizedLabel``
+    (its ground truth) or, for its single glyphs, ``label``."""
+    annotations = {}
     for child in root:
-        if _local(child.tag) == "annotation" and child.get("type") == "truth":
-            truth = (child.text or "").strip()
-            break
-    if truth is None:
-        raise InkmlError("missing-truth", "no <annotation type=\"truth\"> label")
-    if not truth or truth.strip("$ \t\r\n") == "":
-        raise InkmlError("missing-truth", "the truth annotation is empty")
-    return truth
+        if _local(child.tag) == "annotation" and child.get("type") in LABEL_ANNOTATIONS:
+            annotations.setdefault(child.get("type"), (child.text or "").strip())
+    for kind, dialect in LABEL_ANNOTATIONS.items():
+        if kind in annotations:
+            label = annotations[kind]
+            if not label or label.strip("$ \t\r\n") == "":
+                raise InkmlError("missing-truth", f"the {kind} annotation is empty")
+            return label, dialect
+    raise InkmlError("missing-truth", 'no label: neither <annotation type="truth"> (CROHME) nor '
+                                      '"normalizedLabel"/"label" (MathWriting)')
 
 
 def _read_bytes(path: Path, max_bytes: int) -> bytes:
@@ -123,7 +161,7 @@ def parse_inkml(data: bytes, source: str = "", max_bytes: int = MAX_FILE_BYTES) 
     """Parse InkML bytes into an ``Ink`` (see ``read_inkml``)."""
     root = _parse_root(data, max_bytes)
     x_idx, y_idx = _xy_channels(root)
-    truth = _truth(root)
+    truth, dialect = _label(root)
 
     strokes: list[np.ndarray] = []
     ids: list[str] = []
@@ -139,10 +177,8 @@ def parse_inkml(data: bytes, source: str = "", max_bytes: int = MAX_FILE_BYTES) 
     pts = np.concatenate(strokes)
     if pts[:, 0].max() - pts[:, 0].min() <= 0 and pts[:, 1].max() - pts[:, 1].min() <= 0:
         raise InkmlError("zero-size", "the expression is 0x0: every point has the same coordinates")
-    writer = next((" ".join((c.text or "").split()) for c in root
-                   if _local(c.tag) == "annotation" and c.get("type") == "writer"), None)
     return Ink(strokes=strokes, truth=truth, trace_groups=_trace_groups(root), trace_ids=ids, source=source,
-               writer=writer or None)
+               writer=_writer(root), dialect=dialect)
 
 
 def _xy_channels(root: ET.Element) -> tuple[int, int]:

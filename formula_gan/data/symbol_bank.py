@@ -43,7 +43,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from formula_gan.data.crohme_job import _input_digest, premap_label
+from formula_gan.data.crohme_job import _input_digest
+from formula_gan.data.ink_labels import premap_label
 from formula_gan.data.inkml import Ink, InkmlError, iter_inkml_files, read_inkml
 from formula_gan.data.rasterize import symbol_height
 from formula_gan.data.shards import atomic_write_bytes, atomic_write_json

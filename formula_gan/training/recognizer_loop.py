@@ -35,6 +35,7 @@ from formula_gan.models.recognizer import RecognizerModel
 from formula_gan.models.torch_files import load_torch_file, save_torch_file
 from formula_gan.training.checkpoint import CheckpointError, rng_state, set_rng_state
 from formula_gan.training.distributed import DistInfo, setup_distributed, wrap_ddp
+from formula_gan.training.ema import EMA
 from formula_gan.training.recognizer_config import RecognizerRunConfig
 from formula_gan.training.schedule import warmup_cosine
 
@@ -136,7 +137,10 @@ class RunLog:
         if not self.enabled:
             return
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps({"step": step, "kind": kind, "time": round(time.time(), 3), **values}) + "\n")
+            record = {"step": step, "kind": kind, "time": round(time.time(), 3), **values}
+            # valid JSON only: a value that is not a finite number is written as null
+            record = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+            f.write(json.dumps(record, allow_nan=False) + "\n")
         for k, v in values.items():
             if isinstance(v, (int, float)) and v is not None and math.isfinite(v):
                 self.tb.add_scalar(f"{kind}/{k}", v, step)
@@ -145,6 +149,17 @@ class RunLog:
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
+
+
+def _stop_non_finite(step: int, loss: float, grad_norm: float, last_path: Path, log: RunLog) -> None:
+    """A loss or gradient that is no longer a number stops the run before it is saved: the weights
+    are ruined from here on, and a checkpoint of them would be read as a model."""
+    log.write(step, "error", {"non_finite": "loss" if not math.isfinite(loss) else "grad_norm"})
+    kept = f"the last good checkpoint is {last_path}" if last_path.exists() else "no checkpoint was written"
+    raise FormulaGanError(
+        f"training diverged by step {step}: the {'loss' if not math.isfinite(loss) else 'gradient norm'} is "
+        f"{loss if not math.isfinite(loss) else grad_norm} (learning rate too high, or bad data); {kept}"
+    )
 
 
 def train_recognizer(cfg: RecognizerRunConfig, progress: bool = True) -> dict[str, Any]:
@@ -170,6 +185,10 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
     torch.manual_seed(cfg.train.seed + d.rank)
     model = RecognizerModel(len(vocab), cfg.model).to(d.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    # With weight averaging, the average is what is validated, chosen and saved as "model" (what
+    # every reader loads); the raw weights travel as "train_model", for resuming only.
+    ema = EMA(model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
+    reader = ema.model if ema is not None else model
     step, best, best_wer = 0, -1.0, float("inf")  # best validation ExpRate; its WER breaks ties
     last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
     if last_path.exists():
@@ -179,7 +198,9 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
             raise FormulaGanError(
                 f"{last_path} was trained with another model config or vocabulary; choose another name/out_dir"
             )
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.get("train_model", ckpt["model"]))
+        if ema is not None:
+            ema.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         step, best, best_wer = int(ckpt["step"]), float(ckpt["best_exprate"]), float(ckpt["best_wer"])
         set_rng_state(ckpt["rng"])
@@ -196,7 +217,8 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
         return {
             "kind": CHECKPOINT_KIND,
             "version": __version__,
-            "model": model.state_dict(),  # the unwrapped module: loads without DDP
+            "model": reader.state_dict(),  # the unwrapped module: loads without DDP
+            **({"train_model": model.state_dict()} if ema is not None else {}),
             "optimizer": opt.state_dict(),
             "step": step,
             "best_exprate": best,
@@ -211,7 +233,7 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
         if d.is_main:
             if cfg.data.val:
                 result = run_evaluation(
-                    model, vocab, _val_batches(cfg, vocab), d.device, beam=1,
+                    reader, vocab, _val_batches(cfg, vocab), d.device, beam=1,
                     max_len=cfg.train.val_max_len, amp=cfg.train.amp, progress=False,
                 )  # fmt: skip
                 metrics = result.scores.as_dict()
@@ -245,10 +267,15 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         opt.step()
         step += 1
+        if ema is not None:
+            ema.update(model, step)
         window.append(loss.detach())
         bar.update(1)
-        if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
+        validating = step % cfg.train.val_every == 0 or step == cfg.train.max_steps
+        if step % cfg.train.log_every == 0 or validating:
             mean = float(torch.stack(window).mean())
+            if not math.isfinite(mean) or not math.isfinite(float(grad_norm)):
+                _stop_non_finite(step, mean, float(grad_norm), last_path, log)
             bar.set_postfix(loss=f"{mean:.3f}")
             log.write(
                 step, "train",
@@ -256,7 +283,7 @@ def _train(cfg: RecognizerRunConfig, d: DistInfo, progress: bool) -> dict[str, A
                  "steps_per_s": len(window) / max(time.time() - started, 1e-9)},
             )  # fmt: skip
             window, started = [], time.time()
-        if step % cfg.train.val_every == 0 or step == cfg.train.max_steps:
+        if validating:
             validate()
     bar.close()
     log.close()
