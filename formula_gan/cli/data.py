@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("shards", metavar="SHARDS", help="a finished shard folder (with manifest.json)")
     e.add_argument("--format", required=True, choices=("im2latex", "crohme-images"))
-    e.add_argument("--out", required=True, help="output folder (created; must not hold an export already)")
+    e.add_argument("--out", required=True, help="output folder, new or empty (written beside it, renamed when complete)")
     e.add_argument("--split", default="train", choices=("train", "validate", "test"),
                    help="im2latex: which filter list the samples go to (the other two are written empty)")
     e.add_argument("--image-format", default="png", choices=("png", "bmp"), help="crohme-images: image file type")

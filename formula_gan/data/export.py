@@ -8,13 +8,16 @@
 * ``crohme-images`` (WAP, BTTR, CoMER): ``img/NAME.png`` (or ``.bmp``) and
   ``caption.txt`` with lines ``NAME<TAB>tokens``.
 
-NAME is the sample key (letters, digits, ``_``, ``-``: safe in every layout). Images
+NAME is the sample key (letters, digits, ``_``, ``-``: safe in every layout; a key read
+from a shard is untrusted and checked, ``shards.check_key``). Images
 stay dark ink on white, 8-bit grayscale, exactly as stored.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -22,8 +25,8 @@ from typing import Iterator
 from PIL import Image
 
 from formula_gan.data.images import decode_png
-from formula_gan.data.jobs import shard_paths, verify
-from formula_gan.data.shards import atomic_write_bytes, read_shard
+from formula_gan.data.jobs import disk_space_for, shard_paths, verify
+from formula_gan.data.shards import Sample, check_key, read_shard
 from formula_gan.errors import FormulaGanError
 
 FORMATS = ("im2latex", "crohme-images")
@@ -36,14 +39,17 @@ class ExportResult:
     count: int
 
 
-def _samples(shard_dir: str | Path) -> Iterator:
+def _samples(shard_dir: str | Path) -> Iterator[Sample]:
     for path in shard_paths(shard_dir):
         yield from read_shard(path)
 
 
 def export_shards(shard_dir: str | Path, out_dir: str | Path, fmt: str, *, split: str = "train",
                   image_format: str = "png") -> ExportResult:
-    """Write every sample of a finished shard folder in layout ``fmt`` under ``out_dir``."""
+    """Write every sample of a finished shard folder in layout ``fmt`` under ``out_dir``.
+
+    The layout is written into a temporary folder beside ``out_dir`` and renamed to it when
+    complete: a failure (a bad sample, a full disk, Ctrl-C) leaves no half export behind."""
     if fmt not in FORMATS:
         raise FormulaGanError(f"unknown export format {fmt!r} (known: {', '.join(FORMATS)})")
     if split not in SPLITS:
@@ -51,34 +57,64 @@ def export_shards(shard_dir: str | Path, out_dir: str | Path, fmt: str, *, split
     if image_format not in ("png", "bmp") or (fmt == "im2latex" and image_format != "png"):
         raise FormulaGanError(f"image format {image_format!r} is not available for {fmt}")
     out = Path(out_dir)
-    marker = out / ("formulas.lst" if fmt == "im2latex" else "caption.txt")
-    if marker.exists():
-        raise FormulaGanError(f"{out} already holds an export ({marker.name}); choose another --out")
-    # Every shard as its manifest promises (size, sha256, sample count, each PNG decodes)
-    # before anything is written: an export is a copy other tools trust.
-    verify(shard_dir, samples=True)
+    _check_out(out, "formulas.lst" if fmt == "im2latex" else "caption.txt")
+    # Every shard as its manifest promises (size, sha256, sample count, each PNG decodes, every
+    # key safe) before anything is written: an export is a copy other tools trust.
+    report = verify(shard_dir, samples=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    tmp.mkdir()
+    try:
+        with disk_space_for(out.parent, f"the export {out.name}", report.bytes):
+            count = _write_layout(shard_dir, tmp, fmt, split, image_format)
+        os.replace(tmp, out)  # rename(2) replaces a missing or empty folder in one step
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return ExportResult(out, count)
+
+
+def _check_out(out: Path, marker: str) -> None:
+    """``out`` must be new or an empty folder: the finished layout is renamed onto it."""
+    if (out / marker).exists():
+        raise FormulaGanError(f"{out} already holds an export ({marker}); choose another --out")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise FormulaGanError(f"{out} exists and is not an empty folder; choose a new or empty --out")
+
+
+def _write_layout(shard_dir: str | Path, out: Path, fmt: str, split: str, image_format: str) -> int:
+    """The layout ``fmt`` of every sample, under the (new, empty) folder ``out``; returns the count."""
     img_dir = out / ("images" if fmt == "im2latex" else "img")
-    img_dir.mkdir(parents=True, exist_ok=True)
+    img_dir.mkdir()
     lines: list[str] = []
     names: list[str] = []
+    seen: set[str] = set()
     for sample in _samples(shard_dir):
-        tokens = str(sample.meta.get("tokens", "")).strip()
-        if fmt == "im2latex" or image_format == "png":
-            (img_dir / f"{sample.key}.png").write_bytes(sample.png)
-        else:
-            buf = io.BytesIO()
-            Image.fromarray(decode_png(sample.png)).save(buf, format="BMP")
-            (img_dir / f"{sample.key}.bmp").write_bytes(buf.getvalue())
-        names.append(sample.key)
-        lines.append(tokens)
+        key = check_key(sample.key, shard_dir)  # keys name files here: never trusted
+        if key in seen:  # two samples, one file name: the second would replace the first's image
+            raise FormulaGanError(f"{shard_dir}: sample key {key!r} occurs twice; the export needs one image per key")
+        seen.add(key)
+        _write_image(img_dir, key, sample.png, "png" if fmt == "im2latex" else image_format)
+        names.append(key)
+        lines.append(str(sample.meta.get("tokens", "")).strip())
     if fmt == "im2latex":
         for s in SPLITS:
             rows = [f"{n}.png {i}\n" for i, n in enumerate(names)] if s == split else []
-            atomic_write_bytes(out / f"{s}_filter.lst", "".join(rows).encode("utf-8"))
-        atomic_write_bytes(marker, "".join(f"{t}\n" for t in lines).encode("utf-8"))
+            (out / f"{s}_filter.lst").write_text("".join(rows), encoding="utf-8")
+        (out / "formulas.lst").write_text("".join(f"{t}\n" for t in lines), encoding="utf-8")
     else:
-        atomic_write_bytes(marker, "".join(f"{n}\t{t}\n" for n, t in zip(names, lines)).encode("utf-8"))
-    return ExportResult(out, len(names))
+        (out / "caption.txt").write_text("".join(f"{n}\t{t}\n" for n, t in zip(names, lines)), encoding="utf-8")
+    return len(names)
+
+
+def _write_image(img_dir: Path, key: str, png: bytes, image_format: str) -> None:
+    """One image, as stored (PNG) or converted (BMP), named by its (checked) key."""
+    if image_format == "png":
+        (img_dir / f"{key}.png").write_bytes(png)
+        return
+    buf = io.BytesIO()
+    Image.fromarray(decode_png(png)).save(buf, format="BMP")
+    (img_dir / f"{key}.bmp").write_bytes(buf.getvalue())
 
 
 def read_im2latex(folder: str | Path, split: str = "train") -> list[tuple[Path, str]]:

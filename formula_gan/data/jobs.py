@@ -42,6 +42,7 @@ from formula_gan.data.shards import (
     Sample,
     atomic_write_bytes,
     atomic_write_json,
+    check_members,
     read_shard,
     shard_index,
     shard_name,
@@ -353,6 +354,9 @@ def verify(shard_dir: str | Path, *, samples: bool = False) -> VerifyReport:
             raise ShardError(f"{path}: {size} bytes, {MANIFEST} says {info['bytes']} (truncated or modified)")
         if sha256_file(path) != info["sha256"]:
             raise ShardError(f"{path}: sha256 differs from {MANIFEST} (modified or corrupt)")
+        # A matching sha256 says only that the shard is the one its writer listed; its keys
+        # become file names downstream (export), so they are checked here too, even --quick.
+        check_members(path)
         if samples:
             count = 0
             for sample in read_shard(path):

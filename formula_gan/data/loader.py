@@ -54,7 +54,7 @@ from formula_gan.data.batch import DOMAIN_IDS, Batch
 from formula_gan.data.framing import frame_ink
 from formula_gan.data.images import decode_png, paper_to_ink
 from formula_gan.data.jobs import load_manifest
-from formula_gan.data.shards import ShardError
+from formula_gan.data.shards import ShardError, member_key
 from formula_gan.data.vocab import Vocab
 
 SHUFFLE_BUFFER = 1000  # raw samples (PNG bytes, ~2-8 kB each): a few MB per source and reader
@@ -99,7 +99,7 @@ def iter_shard_samples(path: str | Path, expected: int | None = None) -> Iterato
     count = 0
     try:
         with open(path, "rb") as stream:
-            files = ({**f, "__url__": str(path)} for f in tar_file_iterator(stream))
+            files = (_checked_member(f, path) for f in tar_file_iterator(stream))
             for sample in group_by_keys(files):
                 if "png" not in sample or "json" not in sample:
                     raise ShardError(f"{path}: sample {sample['__key__']!r} lacks its .png or .json")
@@ -112,6 +112,13 @@ def iter_shard_samples(path: str | Path, expected: int | None = None) -> Iterato
         raise ShardError(f"{path}: corrupt or truncated shard ({err})") from err
     if expected is not None and count != expected:
         raise ShardError(f"{path}: {count} samples, manifest says {expected} (truncated or modified)")
+
+
+def _checked_member(member: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A tar member of ``path`` whose name is ``<key>.<ext>`` with a safe key (keys are untrusted:
+    they name files downstream), with the shard's path as its ``__url__``."""
+    member_key(member["fname"], path)
+    return {**member, "__url__": str(path)}
 
 
 def resize_paper(paper: np.ndarray, height: int | None, max_width: int | None, keep_scale: bool = False) -> np.ndarray:
