@@ -27,20 +27,26 @@ class ConfigError(FormulaGanError, ValueError):
 
 def load_config(cls: type[T], path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> T:
     """Build ``cls`` from a YAML file (optional) and ``a.b=c`` overrides, checking every key."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        with path.open(encoding="utf-8") as f:
+    return from_dict(cls, apply_overrides(load_mapping(path), overrides))
+
+
+def load_mapping(path: str | Path | None) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file ({} for None or an empty file)."""
+    if path is None:
+        return {}
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    with path.open(encoding="utf-8") as f:
+        try:
             loaded = yaml.safe_load(f)
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping, got {type(loaded).__name__}")
-        data = loaded
-    data = apply_overrides(data, overrides)
-    return from_dict(cls, data)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(loaded).__name__}")
+    return loaded
 
 
 def apply_overrides(data: dict[str, Any], overrides: typing.Sequence[str]) -> dict[str, Any]:

@@ -10,10 +10,8 @@ not):
    input), so each stage's rate is measured with the whole machine to itself;
 2. the normal pipelined run (stages in threads joined by bounded queues).
 
-Both runs go through ``Synthesizer.run``; ``measured()`` below makes the
-synthesizer class that times its browser launch and, when asked, runs the
-stages one after another instead of in the pipeline (its ``_run_stages`` and
-``_start_renderer`` hooks, the ones the stitch method builds on too).
+Both runs go through the public ``Synthesizer.run`` (``in_turn=True`` for the
+first); ``Synthesizer.layout_start_s`` says how long the browsers took to start.
 
 ``e2e_vs_bound`` = end-to-end rate / the slowest stage's rate alone: 1.0 means
 the stages overlap perfectly; the target on a 2-core CPU with a tiny generator
@@ -91,54 +89,14 @@ def make_generator(path: Path, width: float) -> None:
     save_generator(Generator(width=width), path, step=0, config={"benchmark": "tiny random generator"})
 
 
-def measured(cls: type) -> type:
-    """``cls`` (a Synthesizer) that records its browser launch time (``launch_s``, per run) and,
-    with ``alone`` set, runs each stage over the whole input before the next starts."""
-    from formula_gan.synthesis.stages import StageStats
+def synthesizer(args: argparse.Namespace, generator: Path | str, height: int | None):
+    from formula_gan.synthesis import Resources, SynthesisConfig, Synthesizer
 
-    class Measured(cls):
-        alone = False
-        launch_s = 0.0
-
-        def run(self, *args: Any, **kwargs: Any) -> Any:
-            self.launch_s = 0.0
-            return super().run(*args, **kwargs)
-
-        def _start_renderer(self) -> Any:
-            t0 = time.perf_counter()
-            renderer = super()._start_renderer()
-            self.launch_s = time.perf_counter() - t0
-            return renderer
-
-        def _run_stages(self, pieces: Any, stages: list, writer: Any) -> list:
-            if not self.alone:
-                return super()._run_stages(pieces, stages, writer)
-            stats, data = [], pieces
-            for name, fn in [("normalize", lambda xs: xs)] + stages:
-                t0 = time.perf_counter()
-                data = list(fn(iter(data)))
-                stats.append(StageStats(name, total_s=time.perf_counter() - t0))
-            for piece in data:
-                writer.add(piece)
-            stats.append(StageStats("write", total_s=writer.busy_s))
-            return stats
-
-    return Measured
-
-
-def synthesizer(args: argparse.Namespace, generator: Path, height: int | None):
-    from formula_gan.synthesis import SynthesisConfig, Synthesizer
-
-    cfg = SynthesisConfig(height=height, samples_per_shard=args.samples_per_shard, oversize="downscale")
-    return measured(Synthesizer)(
-        generator,
-        config=cfg,
-        device=args.device,
-        batch_size=args.batch_size,
-        render_workers=args.render_workers,
-        cpu_threads=args.cpu_threads,
-        progress=False,
-    )
+    settings = {"gan": {"generator": str(generator), "height": height, "oversize": "downscale"}}
+    resources = Resources(device=args.device, batch_size=args.batch_size, cpu_threads=args.cpu_threads,
+                          render_workers=args.render_workers)
+    return Synthesizer("gan", SynthesisConfig(samples_per_shard=args.samples_per_shard), settings=settings,
+                       resources=resources, progress=False)
 
 
 def differing_samples(a: Path, b: Path) -> int:
@@ -152,20 +110,18 @@ def differing_samples(a: Path, b: Path) -> int:
     return sum(1 for k in set(x) | set(y) if x.get(k) != y.get(k))
 
 
-def compare(synth: Any, formulas: Path, tmp: Path, browser_stage: str) -> tuple[dict, Any, Any]:
+def compare(synth: Any, formulas: Path, tmp: Path) -> tuple[dict, Any, Any]:
     """The stages-alone run, then the pipelined run of ``formulas``: the figures both methods
     report, and the two reports."""
-    synth.alone = True
-    alone = synth.run([formulas], tmp / "alone")
-    alone_launch = synth.launch_s
-    synth.alone = False
+    alone = synth.run([formulas], tmp / "alone", in_turn=True)
+    alone_launch = synth.layout_start_s or 0.0
     piped = synth.run([formulas], tmp / "piped")
-    piped_launch = synth.launch_s
+    piped_launch = synth.layout_start_s or 0.0
     items = piped.samples_written + piped.rejected
     # Steady-state rates: launching Chromium is a fixed cost (seconds on a busy machine)
     # that no amount of overlap can hide; it is reported apart and left out of both sides.
     steady = piped.seconds - piped_launch
-    stage_rates, bound = alone_rates(alone, alone_launch, items, browser_stage)
+    stage_rates, bound = alone_rates(alone, alone_launch, items)
     return {
         "items": items,
         "samples": piped.samples_written,
@@ -183,10 +139,10 @@ def compare(synth: Any, formulas: Path, tmp: Path, browser_stage: str) -> tuple[
     }, alone, piped
 
 
-def alone_rates(alone: Any, launch_s: float, items: int, browser_stage: str) -> tuple[dict, str]:
+def alone_rates(alone: Any, launch_s: float, items: int) -> tuple[dict, str]:
     """Items/s of each stage run alone, and the slowest one. Steady state: launching Chromium is
     a fixed cost (seconds on a busy machine) that no overlap can hide; it is left out."""
-    times = {s.name: s.total_s - (launch_s if s.name == browser_stage else 0.0) for s in alone.stages}
+    times = {s.name: s.total_s - (launch_s if s.name == "layout" else 0.0) for s in alone.stages}
     rates = {name: round(items / t, 1) for name, t in times.items() if t > 0}
     return rates, min(rates, key=rates.get)
 
@@ -201,18 +157,20 @@ def generator_file(args: argparse.Namespace, tmp: Path) -> Path:
 
 def speed(args: argparse.Namespace, tmp: Path) -> dict:
     src = make_input(args.formulas, tmp / "formulas.txt", args.corpus)
+    from formula_gan.synthesis.methods.gan import cpu_threads_for
+
     synth = synthesizer(args, generator_file(args, tmp), args.height)
-    figures, alone, piped = compare(synth, tmp / "formulas.txt", tmp, "render")
+    figures, alone, piped = compare(synth, tmp / "formulas.txt", tmp)
     return {
         "bench": "synthesize",
         "formulas": args.formulas,
         "corpus": Path(src).name,
-        "height": synth.config.height,
+        "height": synth.method.settings.height,
         "generator": Path(args.generator).name if args.generator else "random",
-        "generator_width": synth.gen.model.config["width"],
-        "device": str(synth.device),
+        "generator_width": synth.method.gen.model.config["width"],
+        "device": str(synth.method.gen.device),
         "render_workers": args.render_workers,
-        "cpu_threads": synth.cpu_threads,
+        "cpu_threads": cpu_threads_for(synth.resources),
         "batch_size": args.batch_size,
         **figures,
         "rejected_alone": alone.rejected,
@@ -288,13 +246,14 @@ def renderer_rates(formulas: Path, workers: int, seed: int = 0) -> dict:
     """Items/s of the renderer alone on the job's formulas and layout styles: plain, with boxes,
     boxes without images (one warm-up batch each first; the launch is not timed)."""
     from formula_gan.data.render_job import derive_seed
-    from formula_gan.synthesis.stitching import StitchSynthesisConfig
+    from formula_gan.synthesis import SynthesisConfig
+    from formula_gan.synthesis.methods.stitch import StitchSettings
     from katex_render.normalize import Normalizer, tokens_to_latex
     from katex_render.readers import SourceFormula, read_formulas
     from katex_render.renderer import Renderer
     from katex_render.styles import Style, sample_style
 
-    cfg = StitchSynthesisConfig()
+    cfg, layout_px = SynthesisConfig(), StitchSettings().layout_px
     read = [f for f in read_formulas(formulas) if isinstance(f, SourceFormula)]
     with Normalizer() as normalizer:
         normalized = normalizer.normalize([f.latex for f in read])
@@ -302,7 +261,7 @@ def renderer_rates(formulas: Path, workers: int, seed: int = 0) -> dict:
     for f, (tokens, _) in zip(read, normalized):
         if tokens:
             font = sample_style(cfg.style, derive_seed(seed, f.source, f.latex, 0)).font
-            items.append((tokens, Style(font, cfg.stitch.layout_px, 0)))
+            items.append((tokens, Style(font, layout_px, 0)))
     rates = {}
     with Renderer(workers=workers) as renderer:
         warm = items[:200]
@@ -319,7 +278,7 @@ def renderer_rates(formulas: Path, workers: int, seed: int = 0) -> dict:
 
 
 def stitch_speed(args: argparse.Namespace, tmp: Path) -> dict:
-    from formula_gan.synthesis.stitching import StitchSynthesizer
+    from formula_gan.synthesis import Resources, Synthesizer
 
     symbols = Path(args.symbols)
     if args.corpus:
@@ -328,10 +287,11 @@ def stitch_speed(args: argparse.Namespace, tmp: Path) -> dict:
         src = crohme_corpus(symbols, tmp / "labels.txt")
         make_input(args.formulas, tmp / "formulas.txt", str(tmp / "labels.txt"))
     rates = renderer_rates(tmp / "formulas.txt", args.render_workers)
-    with measured(StitchSynthesizer)(symbols, render_workers=args.render_workers, stitch_workers=args.stitch_workers,
-                                     progress=False) as synth:
-        figures, _, _ = compare(synth, tmp / "formulas.txt", tmp, "layout")
-        workers = synth.pool.workers
+    resources = Resources(workers=args.stitch_workers, render_workers=args.render_workers)
+    with Synthesizer("stitch", settings={"stitch": {"symbols": str(symbols)}}, resources=resources,
+                     progress=False) as synth:
+        figures, _, _ = compare(synth, tmp / "formulas.txt", tmp)
+        workers = synth.method.pool.workers
     return {
         "bench": "synthesize-stitch",
         "formulas": args.formulas,

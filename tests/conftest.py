@@ -71,7 +71,7 @@ def write_digit_shards(out: Path, strings: list[str], per_shard: int = 4) -> Pat
 
     for chunk in job.pending(list(enumerate(strings))):
         job.commit(chunk.index, ShardResult([sample(i, s) for i, s in chunk.items]))
-    job.finalize({"vocab": sorted(set("".join(strings)))})
+    job.finalize({"vocab": sorted(set("".join(strings))), "domain": "handwritten"})
     return out
 
 

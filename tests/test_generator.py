@@ -152,9 +152,32 @@ def test_non_finite_output_stops_generation(tmp_path) -> None:
     torch.manual_seed(0)
     G = Generator(**SMALL, spectral_norm=False).eval()
     papers = [np.full((32, 48), 255, np.uint8), np.full((32, 32), 255, np.uint8)]
-    runner = BatchRunner(LoadedGenerator(G, torch.device("cpu"), 20, "x", 0))
+    contract = {"height": 32, "frame": False, "stride": 16, "in_channels": 1, "z_dim": 20}
+    runner = BatchRunner(LoadedGenerator(G, torch.device("cpu"), 20, "x", 0, contract))
     assert all(out.shape == p.shape for out, p in zip(runner.run(papers, [1, 2], 48), papers))
     with torch.no_grad():
         G.out_conv.bias.fill_(float("nan"))
     with pytest.raises(NonFiniteOutputError, match="NaN or infinite"):
         runner.run(papers, [1, 2], 48)
+
+
+def test_a_generator_file_states_its_contract_and_a_false_one_is_refused(tmp_path):
+    from formula_gan.models.generator_io import FORMAT_VERSION, GeneratorFileError, load_generator, save_generator
+
+    torch.manual_seed(0)
+    path = tmp_path / "g.pt"
+    save_generator(Generator(**SMALL), path, step=7, config={"data": {"height": 48, "frame": True}})
+    payload = torch.load(path, weights_only=True)
+    assert payload["format_version"] == FORMAT_VERSION == 3
+    assert payload["contract"] == {"height": 48, "frame": True, "stride": 16, "in_channels": 1, "z_dim": SMALL["z_dim"]}
+    assert load_generator(path)[1]["contract"] == payload["contract"]
+    # a file of version 2 (before the contract was stated): derived from its training config
+    old = dict(payload, format_version=2)
+    del old["contract"]
+    torch.save(old, tmp_path / "v2.pt")
+    assert load_generator(tmp_path / "v2.pt")[1]["contract"] == payload["contract"]
+    # a contract that cannot describe the weights (the checksum covers weights only)
+    for bad in ({**payload["contract"], "height": 50}, {**payload["contract"], "z_dim": 999}, {"height": "x"}):
+        torch.save(dict(payload, contract=bad), tmp_path / "bad.pt")
+        with pytest.raises(GeneratorFileError, match="does not describe the generator"):
+            load_generator(tmp_path / "bad.pt")

@@ -142,7 +142,7 @@ def test_prepare_scales_to_the_working_height_keeping_the_aspect_ratio():
     assert p.reject is None and p.downscaled is None
     assert p.image.shape == (128, 320) and p.image.dtype == np.uint8
     assert p.image[64, 160] < 50 and p.image[2, 2] > 200  # ink stays ink, paper stays paper
-    assert padded_width(320) == 320 and padded_width(321) == 336 and padded_width(1) == 16
+    assert padded_width(320, 16) == 320 and padded_width(321, 16) == 336 and padded_width(1, 16) == 16
 
 
 def test_oversize_skip_is_a_reject_with_the_measured_size():

@@ -84,17 +84,14 @@ def generator(work: Path) -> Path:
     return path
 
 
-def _config(**changes):
-    from formula_gan.synthesis import SynthesisConfig
+def _synth(generator: Path, variants: int = VARIANTS, **gan):
+    from formula_gan.synthesis import Resources, SynthesisConfig, Synthesizer
 
-    return SynthesisConfig(**{"variants": VARIANTS, "height": HEIGHT, "samples_per_shard": PER_SHARD, **changes})
-
-
-def _synth(generator: Path, **changes):
-    from formula_gan.synthesis import Synthesizer
-
+    config = SynthesisConfig(variants=variants, samples_per_shard=PER_SHARD)
+    settings = {"gan": {"generator": str(generator), "height": HEIGHT, **gan}}
     # One browser per run: tests start many short runs, and a browser launch is the costly part.
-    return Synthesizer(generator, config=_config(**changes), device="cpu", batch_size=4, render_workers=1, progress=False)
+    return Synthesizer("gan", config, settings=settings, progress=False,
+                       resources=Resources(device="cpu", batch_size=4, render_workers=1))
 
 
 def _cli(formulas: Path, generator: Path | None, out: Path, *extra: str) -> list[str]:
@@ -127,7 +124,7 @@ def test_end_to_end_schema_preview_and_accounting(reference, generator: Path):
     assert manifest["num_shards"] == -(-N_ITEMS // PER_SHARD)
     assert report.samples_written == manifest["num_samples"] >= 2 * 9
     gen_sha = sha256_file(generator)
-    assert manifest["generator"] == {"sha256": gen_sha, "step": 123}
+    assert manifest["generator"] == {"sha256": gen_sha, "step": 123} and manifest["method"] == "gan"
 
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     assert len(rejects) == manifest["num_rejected"]
@@ -147,7 +144,7 @@ def test_end_to_end_schema_preview_and_accounting(reference, generator: Path):
     assert len(set(keys)) == len(keys)
     for key, meta, image in samples:
         assert {"latex", "tokens", "source", "domain", "style", "seed", "z_seed", "variant", "generator"} <= set(meta)
-        assert meta["domain"] == "synthetic"
+        assert meta["domain"] == "synthetic" and meta["method"] == "gan"
         assert meta["generator"] == {"sha256": gen_sha, "step": 123}
         assert set(meta["style"]) == {"font", "font_size", "padding"}
         assert meta["source"].startswith("formulas.txt:") and key.endswith(f"-v{meta['variant']}")
@@ -199,7 +196,7 @@ def test_a_sample_is_regenerated_alone_from_its_metadata(reference, generator: P
     assert err is None
     prepared = prepare(rendered, HEIGHT, "skip")
     runner = BatchRunner(load(generator, torch.device("cpu")))
-    [image] = runner.run([prepared.image], [meta["z_seed"]], padded_width(prepared.image.shape[1]))
+    [image] = runner.run([prepared.image], [meta["z_seed"]], padded_width(prepared.image.shape[1], 16))
     assert encode_png(image) == sample.png
 
 
@@ -297,6 +294,7 @@ def test_no_generator_asks_for_one_or_for_the_explicit_untrained_stand_in(tmp_pa
     import formula_gan.synthesis.generation as generation
 
     monkeypatch.setattr(generation, "DEFAULT_GENERATOR", tmp_path / "weights" / "generator.pt")
+    assert generation.default_generator() is None
     code, err = _run_cli(_cli(formulas, None, tmp_path / "out"), capsys)
     assert code == 2 and "--generator" in err and "--untrained-generator" in err
     assert not (tmp_path / "out").exists()
@@ -354,7 +352,7 @@ def test_a_bad_config_key_or_value_is_named_before_any_work(tmp_path: Path, form
     code, err = _run_cli(_cli(formulas, generator, tmp_path / "out", "--set", "style.font_sise=[20,30]"), capsys)
     assert code == 2 and "style.font_sise" in err
     cfg = tmp_path / "synth.yaml"
-    cfg.write_text("oversize: squeeze\n")
+    cfg.write_text("gan:\n  oversize: squeeze\n")
     code, err = _run_cli(_cli(formulas, generator, tmp_path / "out", "--config", str(cfg)), capsys)
     assert code == 2 and "oversize" in err and "squeeze" in err
     assert not (tmp_path / "out").exists()

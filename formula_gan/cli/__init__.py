@@ -43,6 +43,22 @@ def number(kind: type[int] | type[float], low: float | None = None, high: float 
     return parse
 
 
+def method_overrides(method: Any, args: argparse.Namespace, options: dict[str, str]) -> list[str]:
+    """``section.key=value`` overrides for the options of a handwriting method that were given
+    (``options``: argparse dest -> the key it sets); an option that none of ``method``'s sections
+    has is an error naming the option (``--symbols`` given to the GAN)."""
+    from formula_gan.config import ConfigError
+    from formula_gan.synthesis.config import section_overrides
+
+    overrides = []
+    for option, key in options.items():
+        try:
+            overrides += section_overrides(method.name, method.sections, {key: getattr(args, option)})
+        except ConfigError:
+            raise FormulaGanError(f"--{option.replace('_', '-')}: not a setting of method {method.name!r}") from None
+    return overrides
+
+
 class IntermixedParser(argparse.ArgumentParser):
     """A sub-command parser that lets ``KEY=VALUE`` overrides and options come in any order
     (``render IN --out DIR a.b=c --seed 1 d=e``); plain argparse hands every positional

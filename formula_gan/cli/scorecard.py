@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from formula_gan.cli import number
+from formula_gan.cli import method_overrides, number
+from formula_gan.synthesis.methods import method_names
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -21,16 +22,18 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             "(score-generator is the paper's slower Table 1 protocol: it trains a task model on the output.)"
         ),
     )
-    which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--generator", metavar="FILE", help="an exported generator (formula-gan export-generator)")
-    which.add_argument("--untrained-generator", action="store_true", help="random weights: the sanity floor")
-    which.add_argument(
-        "--symbols", metavar="DIR",
-        help="score the glyph stitcher (synthesize --method stitch) with this symbol bank (prepare-symbols)",
-    )  # fmt: skip
-    which.add_argument(
+    p.add_argument("--method", default="gan", metavar="NAME",
+                   help=f"the method that writes the test formulas: {', '.join(method_names())} (default gan)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--generator", metavar="FILE", help="gan: an exported generator (default: the packaged one)")
+    which.add_argument("--untrained-generator", action="store_true", default=None,
+                       help="gan: random weights, the sanity floor")
+    p.add_argument("--symbols", metavar="DIR", help="stitch: the symbol bank (default: the packaged one)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the method, e.g. --set stitch.spread=0.1 (repeatable)")
+    p.add_argument(
         "--synthetic", metavar="DIR",
-        help="a shard set already synthesized from OUT/formulas.txt (line i = test sample i) by other means",
+        help="instead of a method: a shard set already synthesized from OUT/formulas.txt (line i = test sample i)",
     )  # fmt: skip
     p.add_argument("--test", required=True, metavar="DIR", help="real test shards (prepare-crohme of CROHME test 2014)")
     p.add_argument("--train", required=True, metavar="DIR", help="real training shards (the floor of the distances)")
@@ -44,11 +47,23 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 
 def run(args: argparse.Namespace) -> int:
+    from formula_gan.errors import FormulaGanError
     from formula_gan.scoring.scorecard import scorecard, scorecard_table
+    from formula_gan.synthesis import method_class
 
+    options = {"generator": "generator", "untrained_generator": "untrained", "symbols": "symbols"}
+    if args.synthetic:
+        given = [f"--{o.replace('_', '-')}" for o in options if getattr(args, o) is not None] + (["--set"] if args.set else [])
+        if given:
+            raise FormulaGanError(f"{', '.join(given)}: settings of a method; --synthetic scores a set made already")
+        method = None
+        overrides: list[str] = []
+    else:
+        method = method_class(args.method)
+        overrides = method_overrides(method, args, options) + list(args.set)
     payload = scorecard(
-        args.out, args.test, args.train, generator=args.generator, untrained=args.untrained_generator,
-        synthetic_dir=args.synthetic, symbols=args.symbols, recognizer=args.recognizer, seed=args.seed, beam=args.beam,
+        args.out, args.test, args.train, method=None if method is None else method.name, overrides=overrides,
+        synthetic_dir=args.synthetic, recognizer=args.recognizer, seed=args.seed, beam=args.beam,
         device=args.device, progress=not args.no_progress,
     )  # fmt: skip
     print(scorecard_table(payload))

@@ -6,7 +6,8 @@ import argparse
 import sys
 from typing import Any
 
-from formula_gan.cli import number
+from formula_gan.cli import method_overrides, number
+from formula_gan.synthesis.methods import method_names
 
 
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -20,14 +21,17 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             "Streams (memory does not grow with the input), resumes (rerun the same command after "
             "an interruption) and splits (--num-shards/--shard-index, or RANK/WORLD_SIZE under torchrun). "
             "--method stitch writes the formulas with real handwritten symbols of a symbol bank "
-            "(formula-gan prepare-symbols) placed where KaTeX lays them out, with no generator."
+            "(formula-gan prepare-symbols) placed where KaTeX lays them out, with no generator. Options marked "
+            "gan: or stitch: belong to that method; given to another, they are an error."
         ),
     )
-    p.add_argument("--method", choices=["gan", "stitch"], default="gan",
-                   help="gan: a trained generator translates the renderings (default); stitch: glyphs of --symbols "
-                        "are placed in KaTeX's per-symbol boxes (each sample's JSON gets their boxes and writers)")
+    p.add_argument("--method", default="gan", metavar="NAME",
+                   help=f"how to write: {', '.join(method_names())} (default gan; or a plug-in as module:Class). "
+                        "gan: a trained generator translates the renderings; stitch: real handwritten glyphs of a "
+                        "symbol bank placed in KaTeX's per-symbol boxes (each sample's JSON gets their boxes and writers)")
     p.add_argument("--symbols", metavar="DIR", help="stitch: the symbol bank (formula-gan prepare-symbols --out DIR)")
-    p.add_argument("--ink", action="store_true", help="stitch: also write each sample's strokes, <key>.inkml in the shard")
+    p.add_argument("--ink", action="store_true", default=None,
+                   help="stitch: also write each sample's strokes, <key>.inkml in the shard")
     p.add_argument("--stitch-workers", type=number(int, 0, 256), default=None, metavar="N",
                    help="stitch: processes that stitch and rasterize (default: one per core; 0: in this process)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="formula files")
@@ -38,6 +42,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     gen.add_argument(
         "--untrained-generator",
         action="store_true",
+        default=None,
         help="use a randomly initialized generator: exercises the pipeline, the output is NOT handwriting",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (resumed if it holds this same job)")
@@ -50,12 +55,14 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--height", type=number(int, 32, 4096), default=None, help="working height: the height the generator was trained at (default 128)")
     p.add_argument("--samples-per-shard", type=number(int, 1, 10**6), default=None, metavar="N", help="(default 1000)")
     p.add_argument("--config", default=None, metavar="YAML",
-                   help="synthesis config (schema: formula_gan.synthesis.SynthesisConfig); the options above override it")
+                   help="synthesis config: the shared keys (formula_gan.synthesis.SynthesisConfig) and the method's "
+                        "section (gan:, stitch:, ...); the options above override it, and another method's "
+                        "section or option is an error")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set style.font_size=[24,40] (repeatable)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
-    p.add_argument("--batch-size", type=number(int, 1, 4096), default=32, metavar="B", help="generator batch size (default 32)")
-    p.add_argument("--render-workers", type=number(int, 1, 64), default=2, metavar="N", help="Chromium processes (default 2; one per core)")
+    p.add_argument("--batch-size", type=number(int, 1, 4096), default=None, metavar="B", help="generator batch size (default 32)")
+    p.add_argument("--render-workers", type=number(int, 1, 64), default=None, metavar="N", help="Chromium processes (default 2; one per core)")
     p.add_argument("--cpu-threads", type=number(int, 1, 1024), default=None, metavar="N",
                    help="torch threads of a CPU generator (default: the cores the renderers leave, at least 1)")
     p.add_argument("--num-shards", type=number(int, 1, 10**6), default=None, metavar="N", help="split the job into N parts ...")
@@ -64,56 +71,39 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.set_defaults(func=run)
 
 
+# Options that set a key of the method's section(s), by the key they set: a method whose
+# sections have no such key refuses the option (--symbols means nothing to the GAN).
+SECTION_OPTIONS = {"generator": "generator", "untrained_generator": "untrained", "symbols": "symbols", "ink": "ink",
+                   "height": "height", "oversize": "oversize"}
+# Options that set a resource (speed only), by the resource; the method must use it.
+RESOURCE_OPTIONS = {"device": "device", "batch_size": "batch_size", "cpu_threads": "cpu_threads",
+                    "stitch_workers": "workers"}
+
+
 def run(args: argparse.Namespace) -> int:
     from formula_gan.errors import FormulaGanError
-    from formula_gan.synthesis import SynthesisConfig, Synthesizer
-    from formula_gan.config import load_config
+    from formula_gan.synthesis import Resources, Synthesizer, method_class
 
     if (args.num_shards is None) != (args.shard_index is None):
         raise FormulaGanError("--num-shards and --shard-index go together")
-    flags = {"variants": args.variants, "seed": args.seed, "oversize": args.oversize, "height": args.height,
-             "max_tokens": args.max_tokens, "samples_per_shard": args.samples_per_shard}
-    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None] + list(args.set)
-    if args.method == "stitch":
-        return _stitch(args, overrides)
-    for name in ("symbols", "ink", "stitch_workers"):
-        if getattr(args, name):
-            raise FormulaGanError(f"--{name.replace('_', '-')} is for --method stitch")
-    config = load_config(SynthesisConfig, args.config, overrides)
-    synth = Synthesizer(
-        args.generator,
-        untrained=args.untrained_generator,
-        config=config,
-        device=args.device,
-        batch_size=args.batch_size,
-        render_workers=args.render_workers,
-        cpu_threads=args.cpu_threads,
-        progress=not args.no_progress,
-    )
-    report = synth.run(args.inputs, args.out, rank=args.shard_index, world_size=args.num_shards)
-    _print_report(report)
-    if synth.gen.untrained:
-        print("NOTE: made with an UNTRAINED generator: these images are not handwriting.", file=sys.stderr)
-    return 0
-
-
-def _stitch(args: argparse.Namespace, overrides: list[str]) -> int:
-    from formula_gan.config import load_config
-    from formula_gan.errors import FormulaGanError
-    from formula_gan.synthesis.stitching import StitchSynthesisConfig, StitchSynthesizer
-
-    if not args.symbols:
-        raise FormulaGanError("--method stitch needs --symbols DIR (a symbol bank: formula-gan prepare-symbols)")
-    gan_only = {"generator": args.generator, "untrained-generator": args.untrained_generator, "device": args.device,
-                "cpu-threads": args.cpu_threads, "height": args.height, "oversize": args.oversize}
-    given = [f"--{name}" for name, value in gan_only.items() if value]
-    if given:
-        raise FormulaGanError(f"{', '.join(given)}: for --method gan only")
-    config = load_config(StitchSynthesisConfig, args.config, overrides)
-    with StitchSynthesizer(args.symbols, config=config, ink=args.ink, render_workers=args.render_workers,
-                           stitch_workers=args.stitch_workers, progress=not args.no_progress) as synth:
+    method = method_class(args.method)
+    flags = {"variants": args.variants, "seed": args.seed, "max_tokens": args.max_tokens,
+             "samples_per_shard": args.samples_per_shard}
+    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
+    overrides += method_overrides(method, args, SECTION_OPTIONS)
+    overrides += list(args.set)
+    given = {name: getattr(args, option) for option, name in RESOURCE_OPTIONS.items() if getattr(args, option) is not None}
+    unused = [f"--{option.replace('_', '-')}" for option, name in RESOURCE_OPTIONS.items()
+              if name in given and name not in method.uses]
+    if unused:
+        raise FormulaGanError(f"{', '.join(unused)}: not used by method {method.name!r}")
+    resources = Resources(**given, **({"render_workers": args.render_workers} if args.render_workers else {}))
+    with Synthesizer.from_config(args.method, args.config, overrides, resources=resources, given=given,
+                                 progress=not args.no_progress) as synth:
         report = synth.run(args.inputs, args.out, rank=args.shard_index, world_size=args.num_shards)
     _print_report(report)
+    if report.generator.get("untrained"):
+        print("NOTE: made with an UNTRAINED generator: these images are not handwriting.", file=sys.stderr)
     return 0
 
 

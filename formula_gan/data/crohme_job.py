@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from tqdm import tqdm
 
-from formula_gan.data.images import encode_png
+from formula_gan.data.png import encode_png
 from formula_gan.data.ink_labels import PREMAP_VERSION, label_latex
 from formula_gan.data.inkml import InkmlError, iter_inkml_files, read_header, read_inkml
 from formula_gan.data.jobs import MANIFEST, ShardedJob, ShardResult

@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from formula_gan.config import to_dict
 from formula_gan.data.crohme_job import iter_crohme_labels
-from formula_gan.data.images import encode_png
+from formula_gan.data.png import encode_png
 from formula_gan.data.inkml import iter_inkml_files
 from formula_gan.data.jobs import Chunk, ShardResult, ShardedJob, env_rank
 from formula_gan.data.shards import Sample, shard_name

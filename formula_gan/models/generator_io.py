@@ -21,11 +21,28 @@ from formula_gan import __version__
 from formula_gan.errors import FormulaGanError
 from formula_gan.hashing import sha256_file
 from formula_gan.models.checksum import state_dict_sha256
-from formula_gan.models.generator import Generator
+from formula_gan.models.generator import STRIDE, Generator
 from formula_gan.models.torch_files import load_torch_file, save_torch_file
 
 FORMAT = "formula-gan-generator"
-FORMAT_VERSION = 2  # 2: weights_sha256 (files of version 1 carry no checksum: export them again)
+# 2: weights_sha256 (files of version 1 carry no checksum: export them again);
+# 3: the contract (what synthesis must feed the generator) stated in the file.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (2, 3)
+PAPER_HEIGHT = 128  # the height of a file that does not say (the paper's)
+
+
+def contract_of(generator: Generator, config: dict[str, Any]) -> dict[str, Any]:
+    """What synthesis must feed a generator: its input height and framing (as it was trained),
+    stride (sizes are multiples of it), input channels and z size."""
+    data = config.get("data", {}) if isinstance(config, dict) else {}
+    return {
+        "height": int(data.get("height", PAPER_HEIGHT)),
+        "frame": bool(data.get("frame", False)),
+        "stride": STRIDE,
+        "in_channels": 1,
+        "z_dim": int(generator.z_dim),
+    }
 
 
 class GeneratorFileError(FormulaGanError):
@@ -64,6 +81,7 @@ def save_generator(generator: Generator, path: str | Path, *, step: int, config:
         "config": config,
         "source_sha256": source_sha256,
         "dtype": "float16" if fp16 else "float32",
+        "contract": contract_of(plain, config),
         "weights_sha256": state_dict_sha256(state),
     }
     return sha256_file(save_torch_file(payload, path))  # atomic: a reader never sees a half-written file
@@ -73,7 +91,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     """(Generator in eval mode on ``device``, meta) from an exported file.
 
     meta: ``config`` (the training config), ``model`` (constructor arguments), ``step``,
-    ``sha256`` (of this file), ``source_sha256`` (of the training checkpoint), ``dtype``."""
+    ``sha256`` (of this file), ``source_sha256`` (of the training checkpoint), ``dtype``,
+    ``contract`` (see :func:`contract_of`)."""
     path = Path(path)
     payload = load_torch_file(path, "generator file", GeneratorFileError)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -83,8 +102,9 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     if payload.get("format_version") == 1:
         raise GeneratorFileError(f"{path}: a generator file of format version 1 carries no checksum of its weights; "
                                  "export it again from its training checkpoint (formula-gan export-generator)")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise GeneratorFileError(f"{path}: generator format version {payload.get('format_version')} is not supported (expected {FORMAT_VERSION})")
+    if payload.get("format_version") not in READABLE_VERSIONS:
+        raise GeneratorFileError(f"{path}: generator format version {payload.get('format_version')} is not supported "
+                                 f"(this version reads {', '.join(map(str, READABLE_VERSIONS))})")
     weights = payload.get("state_dict")
     if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise GeneratorFileError(f"{path}: the file holds no state_dict of tensors")
@@ -99,4 +119,22 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         raise GeneratorFileError(f"{path}: the weights do not fit the generator it describes: {err}") from err
     meta = {k: payload.get(k) for k in ("config", "model", "step", "source_sha256", "dtype", "package_version")}
     meta["sha256"] = sha256_file(path)
+    # version 2 files predate the stated contract: it follows from their training config
+    meta["contract"] = _checked_contract(path, payload.get("contract") or contract_of(generator, payload.get("config") or {}),
+                                         generator)
     return generator.to(device).eval(), meta
+
+
+def _checked_contract(path: Path, contract: Any, generator: Generator) -> dict[str, Any]:
+    """The contract as stated, refused with one line when it cannot be what this generator takes."""
+    try:
+        height, stride, z_dim = int(contract["height"]), int(contract["stride"]), int(contract["z_dim"])
+        ok = (stride == STRIDE and height >= stride and height % stride == 0 and z_dim == generator.z_dim
+              and int(contract["in_channels"]) == 1 and isinstance(contract["frame"], bool))
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise GeneratorFileError(f"{path}: its contract {contract!r} does not describe the generator it holds "
+                                 f"(stride {STRIDE}, z size {generator.z_dim}, one input channel)")
+    return dict(contract)
+

@@ -24,6 +24,7 @@ Everything goes to ``out_dir``: ``scorecard.json``, ``scorecard.md``, ``sheet.pn
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,9 +43,8 @@ from formula_gan.evaluation import load_recognizer, pooled_features, run_evaluat
 from formula_gan.recognition.recognizer import default_recognizer
 from formula_gan.reports import write_json
 from formula_gan.scoring.frechet import feature_distance
-from formula_gan.synthesis import SynthesisConfig, Synthesizer
+from formula_gan.synthesis import Resources, Synthesizer, method_class
 from formula_gan.synthesis.preview import write_preview
-from formula_gan.synthesis.stitching import StitchSynthesisConfig, StitchSynthesizer
 from katex_render.normalize import tokens_to_latex
 
 SHEET_ROWS = 16
@@ -73,15 +73,35 @@ def images_by_line(shard_dir: Path) -> dict[int, np.ndarray]:
     return out
 
 
+# Fewer samples than this make a Fréchet distance of 128-dimensional features mostly noise
+# (its covariance has more unknowns than samples): the scorecard says so beside the number.
+MIN_FRECHET_SAMPLES = 200
+
+
+def check_domain(path: str | Path, want: str, what: str) -> dict[str, Any]:
+    """The manifest of a finished shard set whose samples are of domain ``want``, or one clear error."""
+    manifest_path = Path(path) / "manifest.json"
+    if not manifest_path.is_file():
+        raise FormulaGanError(f"{path}: the {what} is not a finished shard folder (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FormulaGanError(f"{manifest_path}: not a readable manifest ({err})") from err
+    domain = manifest.get("domain") if isinstance(manifest, dict) else None
+    if domain != want:
+        raise FormulaGanError(f"{path}: the {what} must be {want} images, but its manifest says {domain!r} "
+                              "(give prepare-crohme's shards of real handwriting)")
+    return manifest
+
+
 def scorecard(
     out_dir: str | Path,
     test_dir: str | Path,
     train_dir: str | Path,
     *,
-    generator: str | Path | None = None,
-    untrained: bool = False,
+    method: str | None = "gan",
+    overrides: Sequence[str] = (),
     synthetic_dir: str | Path | None = None,
-    symbols: str | Path | None = None,
     recognizer: str | Path | None = None,
     seed: int = 0,
     beam: int = 1,
@@ -89,39 +109,43 @@ def scorecard(
     device: str = "cpu",
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Run the scorecard (module docstring); returns what ``scorecard.json`` holds."""
+    """Run the scorecard (module docstring); returns what ``scorecard.json`` holds.
+
+    ``method`` (a synthesis method, its settings as ``overrides`` such as ``gan.generator=FILE`` or
+    ``stitch.symbols=DIR``) writes the test formulas, or ``synthetic_dir`` holds them written
+    elsewhere (then ``method`` is None). Every input is checked before any work."""
     started = time.perf_counter()
     out = Path(out_dir)
-    for what, d in (("test set", test_dir), ("train set", train_dir)):
-        if not (Path(d) / "manifest.json").is_file():
-            raise FormulaGanError(f"{d}: the {what} is not a finished shard folder (no manifest.json)")
-    given = sum(x for x in (generator is not None, untrained, synthetic_dir is not None, symbols is not None))
-    if given > 1:
-        raise FormulaGanError("give one of a generator, untrained=True, a symbol bank (the stitcher) or a synthetic set")
+    check_domain(test_dir, "handwritten", "test set")
+    check_domain(train_dir, "handwritten", "train set")
+    if (method is None) == (synthetic_dir is None):
+        raise FormulaGanError("give either a method to write the test formulas or a synthetic set written elsewhere")
     recognizer = recognizer or default_recognizer()
     if recognizer is None:
         raise FormulaGanError("no recognizer: this installation ships none; give one (--recognizer CKPT)")
     dev = resolve_device(device)
     model, vocab, ckpt = load_recognizer(recognizer, dev)
-
-    formulas = out / "formulas.txt"
-    pairs = write_formulas(test_dir, formulas)
-    rendered = out / "rendered"
-    run_render_job(RenderJobSpec(input=formulas, out=rendered, seed=seed), progress=progress)
-    synthetic = Path(synthetic_dir) if synthetic_dir is not None else out / "synthetic"
-    if symbols is not None:  # the glyph stitcher: real CROHME strokes placed in KaTeX's boxes
-        stitcher = StitchSynthesizer(symbols, config=StitchSynthesisConfig(seed=seed), progress=progress)
-        stitcher.run([formulas], synthetic)
-        generator_info = {"method": "stitch", "symbols": str(symbols)}
-    elif synthetic_dir is None:
-        synth = Synthesizer(
-            generator, untrained=untrained, config=SynthesisConfig(seed=seed, oversize="downscale"),
-            device=str(dev), progress=progress,
-        )  # fmt: skip
-        synth.run([formulas], synthetic)
-        generator_info = synth.gen.identity()
-    else:
-        generator_info = {"synthetic_dir": str(synthetic_dir)}
+    synth = None
+    if method is not None:  # made now: a bad generator or bank is an error before any rendering
+        method_cls = method_class(method)
+        extra = ["gan.oversize=downscale"] if "gan" in method_cls.sections else []  # every test formula written
+        resources = Resources(device=str(dev)) if "device" in method_cls.uses else Resources()
+        synth = Synthesizer.from_config(method, None, [f"seed={seed}", *extra, *overrides], resources=resources,
+                                        progress=progress)
+    try:
+        formulas = out / "formulas.txt"
+        pairs = write_formulas(test_dir, formulas)
+        rendered = out / "rendered"
+        run_render_job(RenderJobSpec(input=formulas, out=rendered, seed=seed), progress=progress)
+        synthetic = Path(synthetic_dir) if synthetic_dir is not None else out / "synthetic"
+        if synth is not None:
+            synth.run([formulas], synthetic)
+            generator_info = {"method": synth.method.name, **synth.method.identity()}
+        else:
+            generator_info = {"synthetic_dir": str(synthetic_dir)}
+    finally:
+        if synth is not None:
+            synth.close()
     if not (synthetic / "manifest.json").is_file():
         raise FormulaGanError(f"{synthetic}: not a finished shard folder (no manifest.json)")
 
@@ -169,6 +193,10 @@ def scorecard(
         "sheet": str(sheet),
         "seconds": round(time.perf_counter() - started, 1),
     }  # fmt: skip
+    small = {k: v for k, v in payload["samples"].items() if v < MIN_FRECHET_SAMPLES}
+    if small:
+        payload["warning"] = (f"Fréchet distances from fewer than {MIN_FRECHET_SAMPLES} samples ("
+                              + ", ".join(f"{k} {v}" for k, v in small.items()) + ") mean little")
     write_json(out / "scorecard.json", payload)
     (out / "scorecard.md").write_text(scorecard_table(payload) + "\n", encoding="utf-8")
     return payload
@@ -233,4 +261,6 @@ def scorecard_table(payload: dict[str, Any]) -> str:
         "",
         f"Synthetic / rendered distance: {f['synthetic'] / f['rendered']:.2f}." if f["rendered"] > 0 else "",
     ]
+    if payload.get("warning"):
+        lines += ["", f"**Warning:** {payload['warning']}."]
     return "\n".join(lines)

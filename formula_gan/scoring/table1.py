@@ -9,7 +9,7 @@ from formula_gan.config import load_config
 from formula_gan.errors import FormulaGanError
 from formula_gan.evaluation import evaluate_checkpoint
 from formula_gan.reports import write_json
-from formula_gan.synthesis import Synthesizer
+from formula_gan.synthesis import Resources, Synthesizer
 from formula_gan.training.recognizer_config import RecognizerRunConfig, SourceConfig
 from formula_gan.training.recognizer_loop import train_recognizer
 
@@ -44,9 +44,10 @@ def score_generator(
         if generator is None or not formulas:
             raise FormulaGanError("give --synthetic DIR, or --generator FILE with --formulas FILE... to synthesize")
         synthetic_dir = out / "synthetic"
-        report = Synthesizer(generator, device=None if device == "auto" else device, progress=progress).run(
-            list(formulas), synthetic_dir
-        )
+        resources = Resources(device=None if device == "auto" else device)
+        with Synthesizer("gan", settings={"gan": {"generator": str(generator)}}, resources=resources,
+                         progress=progress) as synth:
+            report = synth.run(list(formulas), synthetic_dir)
         if report.manifest is None:
             raise FormulaGanError(f"{synthetic_dir}: synthesis did not finish (no manifest.json)")
     cfg = load_config(RecognizerRunConfig, config or default_score_config(), overrides)

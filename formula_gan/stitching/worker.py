@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from formula_gan.data.images import encode_png
+from formula_gan.data.png import encode_png
 from formula_gan.stitching.stitcher import StitchError, Stitcher
 from katex_render.boxes import SymbolBox
 from katex_render.process import die_with_parent
@@ -35,8 +35,9 @@ class Task:
     boxes: tuple[tuple[int, int, int, int, int], ...]  # SymbolBox.to_json() rows (layout px)
     seed: int
     latex: str
-    image: bool = False  # also send the pixels back (the preview draws them)
+    image: bool = False  # also send the pixels back (the preview draws them; a refiner takes them)
     ink: bool = False  # also the strokes as InkML
+    png: bool = True  # encode the image (False when another stage takes the pixels on)
 
 
 @dataclass
@@ -70,7 +71,7 @@ def stitch_tasks(tasks: Sequence[Task], stitcher: Stitcher | None = None) -> lis
             "writers": writers,  # the hands of the glyphs, most used first
             "box_writers": [writers.index(g.writer) for g in stitched.glyphs],  # per box, into writers
         }
-        out.append(Done(png=encode_png(stitched.image), size=(int(stitched.image.shape[0]), int(stitched.image.shape[1])),
+        out.append(Done(png=encode_png(stitched.image) if task.png else None, size=(int(stitched.image.shape[0]), int(stitched.image.shape[1])),
                         meta=meta, inkml=stitcher.inkml(stitched, task.latex) if task.ink else None,
                         image=stitched.image if task.image else None))
     return out

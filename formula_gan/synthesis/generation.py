@@ -12,10 +12,9 @@ sample can be regenerated from its metadata.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -24,8 +23,11 @@ from formula_gan.data.batch import DOMAIN_IDS
 from formula_gan.data.images import ink_to_paper, paper_to_ink
 from formula_gan.errors import FormulaGanError
 from formula_gan.hashing import sha256_file
+from formula_gan.models.checksum import state_dict_sha256
 from formula_gan.models.generator import Generator
-from formula_gan.models.generator_io import load_generator
+from formula_gan.models.generator_io import contract_of, load_generator
+from formula_gan.synthesis.items import Piece, Record
+from formula_gan.synthesis.policy import padded_width
 
 HANDWRITTEN = DOMAIN_IDS["handwritten"]  # the target domain of every synthetic sample
 # Width multiplier of the stand-in generator built by ``untrained_generator``: small
@@ -54,6 +56,7 @@ class LoadedGenerator:
     z_dim: int
     sha256: str
     step: int
+    contract: dict[str, Any]  # height, frame, stride, in_channels, z_dim: what it must be fed
     config: dict[str, Any] = field(default_factory=dict)
     untrained: bool = False
 
@@ -96,6 +99,7 @@ def load(path: str | Path, device: torch.device) -> LoadedGenerator:
         z_dim=int(model.z_dim),
         sha256=str(meta.get("sha256") or sha256_file(path)),
         step=int(meta.get("step") or 0),
+        contract=meta["contract"],
         config=dict(meta.get("config") or {}),
     )
 
@@ -111,21 +115,12 @@ def untrained_generator(device: torch.device, width: float = UNTRAINED_WIDTH) ->
         model=model,
         device=device,
         z_dim=int(model.z_dim),
-        sha256=state_sha256(model),
+        sha256=state_dict_sha256(model.state_dict()),
         step=0,
+        contract=contract_of(model, {}),
         config={"model": dict(model.config)},
         untrained=True,
     )
-
-
-def state_sha256(model: torch.nn.Module) -> str:
-    """A hash of a model's weights (names, shapes, dtypes, bytes), independent of file format."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}\n".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return digest.hexdigest()
 
 
 def draw_z(z_seed: int, z_dim: int) -> torch.Tensor:
@@ -169,3 +164,67 @@ class BatchRunner:
                 "(a diverged training run?): synthesize with another one"
             )
         return [ink_to_paper(y[i, :, :, : p.shape[1]]) for i, p in enumerate(papers)]  # crop the padding off
+
+
+# ---- the generator as a synthesis stage ---------------------------------------------------
+def generate_stage(pieces: Iterator[Piece], gen: LoadedGenerator, batch_size: int,
+                   cpu_threads: int) -> Iterator[Piece]:
+    """The generator's output (``record.output``) for every record with an input image
+    (``record.image``, at the generator's height); on the CPU with ``cpu_threads`` torch
+    threads (the browsers have the other cores)."""
+    if gen.device.type != "cpu":
+        yield from _generate_batches(pieces, gen, batch_size)
+        return
+    previous = torch.get_num_threads()  # process-wide: restored when the stage ends
+    torch.set_num_threads(cpu_threads)
+    try:
+        yield from _generate_batches(pieces, gen, batch_size)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _generate_batches(pieces: Iterator[Piece], gen: LoadedGenerator, batch_size: int) -> Iterator[Piece]:
+    runner = BatchRunner(gen)
+    height, stride = int(gen.contract["height"]), int(gen.contract["stride"])
+    # Records are grouped by padded width. A batch runs when its group is full, when
+    # more than two batches' worth of records wait (then the largest group goes, so
+    # the generator never idles for long), and at the end of each shard. The rule
+    # sees only the shard's records in item order: reruns and split runs batch alike.
+    buckets: dict[int, list[Record]] = {}
+    waiting = 0
+    budget = batch_size * height * 512  # pixels: wide inputs make smaller batches
+    for piece in pieces:
+        done = [r for r in piece.records if r.image is None]  # rejects pass straight on
+        for r in piece.records:
+            if r.image is None:
+                continue
+            width = padded_width(r.image.shape[1], stride)
+            bucket = buckets.setdefault(width, [])
+            bucket.append(r)
+            waiting += 1
+            if len(bucket) >= batch_size or len(bucket) * width * height >= budget:
+                full = width
+            elif waiting > 2 * batch_size:
+                full = max(buckets, key=lambda w: (len(buckets[w]), -w))
+            else:
+                continue
+            batch = buckets.pop(full)
+            waiting -= len(batch)
+            done.extend(_generate(runner, batch, full))
+        if piece.last:
+            for width in sorted(buckets):
+                done.extend(_generate(runner, buckets[width], width))
+            buckets.clear()
+            waiting = 0
+        if done or piece.last:
+            yield Piece(piece.shard, piece.size, done, piece.last)
+
+
+def _generate(runner: BatchRunner, batch: list[Record], width: int) -> list[Record]:
+    outputs = runner.run([r.image for r in batch], [r.z_seed for r in batch], width)  # type: ignore[misc]
+    for r, out in zip(batch, outputs):
+        r.output = out
+        r.meta["z_seed"] = r.z_seed  # with the seed of the style, it regenerates the sample
+        r.image = None  # the input is in the preview already where it is shown
+    return batch
+

@@ -19,13 +19,14 @@ that `render` gives for the same formula, seed and variant.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
 from formula_gan.data.render_job import RenderItem, reject_record
+from katex_render.boxes import SymbolBox
 from katex_render.readers import Reject, read_formulas
 
 
@@ -69,14 +70,15 @@ class Record:
     z_seed: int = 0  # the generator noise's seed (derived from ``seed``)
     rendering: RenderItem | None = None  # once normalized: tokens, style, the rendering's metadata
     reject: str | None = None  # why this item gives no sample (then nothing below is set)
-    stage: str | None = None  # where it was rejected: read, normalize, filter, render, oversize
-    image: np.ndarray | None = None  # uint8 [height, w] generator input at the working height
-    output: np.ndarray | None = None  # uint8 [height, w] generated handwriting
+    stage: str | None = None  # where it was rejected: read, normalize, filter, render, stitch, ...
+    boxes: tuple[SymbolBox, ...] | None = None  # the layout's per-symbol boxes (box layouts)
+    image: np.ndarray | None = None  # uint8 [h, w] the method's input image (a rendering, a stitched formula)
+    output: np.ndarray | None = None  # uint8 [h, w] the handwriting written
     png: bytes | None = None  # the output, encoded
     size: tuple[int, int] | None = None  # (h, w) of the output
-    rendered_size: tuple[int, int] | None = None  # (h, w) of the rendering before scaling
-    downscaled: float | None = None  # scale applied by the oversize policy "downscale"
-    extra: dict[str, Any] | None = None  # what another method (the stitcher) adds to the sample
+    meta: dict[str, Any] = field(default_factory=dict)  # what the method adds to the sample's JSON
+    members: tuple[tuple[str, bytes], ...] = ()  # further files of the sample: (extension, bytes)
+    preview: list[np.ndarray] = field(default_factory=list)  # the preview's row (records kept for it)
 
     def reject_record(self) -> dict[str, Any]:
         """A line of rejects.jsonl, as the `render` job writes it, plus the stage and the key."""

@@ -2,8 +2,9 @@
 
 The generator is fully convolutional but was trained at one height (128 px in
 the paper), so every rendering is scaled, keeping its aspect ratio, to that
-height. Its width is then padded with blank paper to a multiple of 16 (the
-generator halves the resolution four times) and cropped back after generation.
+height. Its width is then padded with blank paper to a multiple of the
+generator's stride (16: it halves the resolution four times; its file says)
+and cropped back after generation.
 
 The paper caps inputs at width × height = 640,000 px (width 5,000 at height
 128). What happens to a wider formula is an explicit policy, and every
@@ -25,10 +26,8 @@ import numpy as np
 from PIL import Image
 
 from formula_gan.data.framing import frame_ink
-from formula_gan.models.generator import STRIDE
 
 OversizePolicy = Literal["skip", "downscale"]
-WIDTH_MULTIPLE = STRIDE  # the generator's four stride-2 down-samplings: sizes are multiples of 16
 MAX_PIXELS = 640_000  # the paper's limit on width x height
 
 
@@ -42,8 +41,9 @@ class Prepared:
     scaled_width: int = 0  # width at the working height before any oversize policy
 
 
-def padded_width(width: int, multiple: int = WIDTH_MULTIPLE) -> int:
-    """The generator's input width for content of ``width`` px: the next multiple, at least one."""
+def padded_width(width: int, multiple: int) -> int:
+    """The generator's input width for content of ``width`` px: the next multiple of its stride
+    (which its file states), at least one."""
     return max(multiple, -(-width // multiple) * multiple)
 
 

@@ -1,66 +1,47 @@
 """``Synthesizer``: formulas in, a sharded handwritten dataset out, streamed through bounded stages.
 
-    read + normalize + filter ─q─► render (Chromium pool) + scale to the working height
-        ─q─► group by width, generate in batches ─q─► encode PNG ─q─► write shards (this thread)
+    read + normalize + filter ─q─► lay out (Chromium pool) ─q─► the method's stages ─q─► write shards
 
-Each arrow is a queue of a few messages (pieces of up to ``render_batch``
-records), so memory is bounded by what the stages hold (about one shard of
-images), never by the size of the corpus.
+The synthesizer does what every way of writing shares; a handwriting method
+(``methods/``: ``gan``, ``stitch``, ...) says how its records are laid out and
+which stages turn them into samples. Each arrow is a queue of a few messages
+(pieces of up to ``render_batch`` records), so memory is bounded by what the
+stages hold (about one shard of images), never by the size of the corpus.
 
 The job is a ``ShardedJob``: item ``i`` (a formula and variant) goes to shard
 ``i // samples_per_shard`` and shard ``s`` to rank ``s % world_size``; a shard is
 written whole or not at all, so a killed run resumes where it stopped and
 split runs add up to one run. Every sample is a pure function of its item:
-the style and z come from seeds derived from the job seed and the sample's
-key, the generator runs in eval mode on inputs padded as a function of the
-sample alone, and batches are formed within one shard in a fixed order. The
-resulting shards are byte-identical however the job is run (on one device
-type; CUDA kernels and bf16 give other bytes than the CPU).
+its style and noise come from seeds derived from the job seed and the sample's
+key, and batches are formed within one shard in a fixed order. The resulting
+shards are byte-identical however the job is run (on one device type; CUDA
+kernels and bf16 give other bytes than the CPU).
 
-The stages are plain functions (``steps``), the last one the shard writer
-(``writer``); this class holds the settings and the job, and the hooks that
-another method (``stitching``) replaces.
+Nothing here imports torch: a method that needs it imports it itself.
 """
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
-from formula_gan.config import to_dict
+from formula_gan.config import ConfigError, from_dict, to_dict
 from formula_gan.data.jobs import ShardedJob, env_rank
 from formula_gan.data.render_job import OUTPUT_SETTINGS
 from formula_gan.data.shards import shard_name
-from formula_gan.devices import resolve_device
 from formula_gan.errors import FormulaGanError
 from formula_gan.hashing import sha256_file
-from formula_gan.synthesis.config import SynthesisConfig
-from formula_gan.synthesis.generation import (
-    UNTRAINED_WARNING,
-    LoadedGenerator,
-    default_generator,
-    load,
-    untrained_generator,
-)
+from formula_gan.synthesis.config import SynthesisConfig, load_synthesis_config
 from formula_gan.synthesis.items import Item, Piece, Record, iter_items
+from formula_gan.synthesis.methods import method_class, method_names
+from formula_gan.synthesis.methods.base import Method, Resources
 from formula_gan.synthesis.preview import PREVIEW
 from formula_gan.synthesis.stages import Pipeline, Stage, StageStats
-from formula_gan.synthesis.steps import (
-    check_tools,
-    encode_stage,
-    finish_images,
-    generate_stage,
-    prepare_records,
-    read_pieces,
-    render_stage,
-    submit_images,
-)
+from formula_gan.synthesis.steps import check_tools, encode_threads, prepare_records, read_pieces, render_stage
 from formula_gan.synthesis.writer import DOMAIN, SynthesisWriter
 from katex_render.normalize import Normalizer
 from katex_render.renderer import Renderer, RendererConfig
@@ -81,68 +62,87 @@ class SynthesisReport:
 
 
 class Synthesizer:
-    """Translate formulas into handwriting with a trained generator, at scale.
+    """Write formulas as handwriting with one method, at scale.
 
-    >>> synth = Synthesizer("generator.pt", device="cuda")
-    >>> report = synth.run(["formulas.txt"], "out/synthetic")
+    >>> synth = Synthesizer("stitch", settings={"stitch": {"symbols": "datasets/prepared/symbols"}})
+    >>> report = synth.run(["formulas.txt"], "out/stitched")
+    >>> Synthesizer("gan", SynthesisConfig(variants=4), settings={"gan": {"generator": "g.pt"}},
+    ...             resources=Resources(device="cuda"))
 
-    Everything that can be wrong with the set-up (the generator file, the
-    device) is an error here, before any work; an output folder holding
-    another job is an error at the start of ``run``.
+    ``method``: a name of ``methods.method_names()`` (its sections from ``settings``: dataclasses
+    or plain mappings, checked key by key) or a method object made already. Everything that can
+    be wrong with the set-up (files, device) is an error here, before any work; an output folder
+    holding another job is an error at the start of ``run``. ``close()`` (or ``with``) ends the
+    method's worker processes.
     """
 
     def __init__(
         self,
-        generator: str | Path | None = None,  # None: the packaged default generator, when there is one
-        *,
-        untrained: bool = False,
+        method: "Method | str" = "gan",
         config: SynthesisConfig | None = None,
-        device: str | None = None,
-        batch_size: int = 32,
-        render_workers: int = 2,
+        *,
+        settings: Mapping[str, Any] | None = None,
+        resources: Resources | None = None,
         render_batch: int = 192,
         queue_depth: int = 2,
-        cpu_threads: int | None = None,
         progress: bool = True,
         log: Any = None,
     ):
-        if generator is not None and untrained:
-            raise FormulaGanError("give either a generator file or untrained=True, not both")
-        if generator is None and not untrained:
-            generator = default_generator()
-            if generator is None:
-                raise FormulaGanError(
-                    "no generator: this installation ships no trained default generator yet. Give one with "
-                    "--generator FILE (from `formula-gan export-generator`), or ask for --untrained-generator "
-                    "explicitly to try the pipeline (random weights: the output is NOT handwriting)"
-                )
-        if batch_size < 1 or render_workers < 1 or render_batch < 1:
-            raise FormulaGanError("batch size, render workers and render batch must be at least 1")
-        if cpu_threads is not None and cpu_threads < 1:
-            raise FormulaGanError(f"cpu threads must be at least 1, got {cpu_threads}")
-        self.device = resolve_device(device)
-        self.gen: LoadedGenerator = untrained_generator(self.device) if untrained else load(generator, self.device)
-        # the working height and framing the generator was trained with, unless the config says
-        self.config = (config or SynthesisConfig()).for_generator(self.gen.config)
-        self.batch_size = batch_size
-        self.render_workers = render_workers
+        if render_batch < 1 or queue_depth < 1:
+            raise FormulaGanError("render batch and queue depth must be at least 1")
+        self.config = config or SynthesisConfig()
+        self.resources = resources or Resources()
+        self.log = log if log is not None else sys.stderr
+        if isinstance(method, str):
+            cls = method_class(method)
+            sections = _sections(cls, settings or {}, method)
+            self.method: Method = cls.create(sections, self.resources, self.log)
+        else:
+            if settings:
+                raise FormulaGanError("settings are for a method given by name; this one is made already")
+            self.method = method
         self.render_batch = render_batch
         self.queue_depth = queue_depth
-        # Threads that scale renderings and encode PNGs: one per four cores (the rest
-        # render in Chromium); one on a small machine.
-        self.encode_workers = max(1, (os.cpu_count() or 1) // 4)
-        # Torch threads of a CPU generator. The browsers take `render_workers` cores; more
-        # torch threads than the cores left make OpenMP spin against Chromium (on a busy
-        # 2-core machine 1 thread is ~2x faster than 2).
-        self.cpu_threads = cpu_threads or max(1, (os.cpu_count() or 1) - render_workers)
         self.progress = progress
-        self.log = log if log is not None else sys.stderr
-        if self.gen.untrained:
-            print(UNTRAINED_WARNING, file=self.log)
+        self.layout_start_s: float | None = None  # how long the browsers took to start (last run)
+
+    @classmethod
+    def from_config(
+        cls,
+        method: str,
+        config_file: str | Path | None = None,
+        overrides: Sequence[str] = (),
+        *,
+        resources: Resources | None = None,
+        given: Iterable[str] = (),
+        **kwargs: Any,
+    ) -> "Synthesizer":
+        """What ``formula-gan synthesize`` does: the shared config and the method's sections from a
+        YAML file and ``a.b=c`` overrides (another method's section is an error naming it), and
+        the resources; ``given``: the resources the caller set explicitly, each of which the method
+        must use (``--device`` means nothing to the stitcher: an error, not a silent no-op)."""
+        method_cls = method_class(method)
+        unused = sorted(set(given) - set(method_cls.uses))
+        if unused:
+            raise ConfigError(f"{', '.join(unused)}: not used by method {method!r} "
+                              f"(it uses: {', '.join(sorted(method_cls.uses)) or 'none of them'})")
+        others = [name for name in method_names() if name != method]
+        config, sections = load_synthesis_config(method, method_cls.sections, config_file, overrides, others)
+        return cls(method_cls.create(sections, resources or Resources(), kwargs.get("log") or sys.stderr),
+                   config, resources=resources, **kwargs)
+
+    def close(self) -> None:
+        self.method.close()
+
+    def __enter__(self) -> "Synthesizer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     # ---- the job --------------------------------------------------------------------
     def job_identity(self, inputs: Sequence[str | Path]) -> dict[str, Any]:
-        """What makes two runs the same job: inputs (by name and content), generator, config."""
+        """What makes two runs the same job: inputs (by name and content), method, configs."""
         described = []
         names = [Path(p).name for p in inputs]
         for path in inputs:
@@ -157,8 +157,9 @@ class Synthesizer:
         return {
             "kind": "synthesize",
             "inputs": described,
-            "generator": self._identity(),
             "config": to_dict(self.config),
+            "method": self.method.name,
+            **self.method.job_identity(),
             # the renderer settings that change pixels (the `render` job's list); workers do not
             "renderer": {k: renderer[k] for k in OUTPUT_SETTINGS},
         }
@@ -170,11 +171,14 @@ class Synthesizer:
         *,
         rank: int | None = None,
         world_size: int | None = None,
+        in_turn: bool = False,
     ) -> SynthesisReport:
         """Synthesize every formula of ``inputs`` (this rank's shards) into ``out_dir``; resumable.
 
         ``rank``/``world_size``: which part of a split job this is (default: torchrun's
-        RANK/WORLD_SIZE, else the whole job).
+        RANK/WORLD_SIZE, else the whole job). ``in_turn``: run the stages one after another over
+        the whole input instead of together (each stage's rate alone, for benchmarks; memory then
+        grows with the input).
         """
         start = time.perf_counter()
         if not inputs:
@@ -185,37 +189,42 @@ class Synthesizer:
             raise FormulaGanError(f"shard index {rank} is outside 0..{world_size - 1}")
         check_tools()
         job = ShardedJob(out_dir, self.job_identity(inputs), self.config.samples_per_shard, rank, world_size).open()
-        writer = self._writer(job)
-        stats = self._run_stages(self._read(job, iter_items(inputs, self.config.variants)), self._stages(), writer)
+        writer = SynthesisWriter(job, self.method.name, self.method.identity(), self.progress)
+        pieces = self._read(job, iter_items(inputs, self.config.variants))
+        stages = [("layout", self._layout_stage), *self.method.stages()]
+        stats = self._in_turn(pieces, stages, writer) if in_turn else self._together(pieces, stages, writer)
         writer.close()
         manifest = job.finalize(self._manifest_extra(job))
         preview = job.out_dir / PREVIEW
         return SynthesisReport(job.out_dir, writer.shards, writer.samples, writer.rejected, writer.downscaled,
-                               manifest, preview if preview.is_file() else None, self._identity(),
+                               manifest, preview if preview.is_file() else None, self.method.identity(),
                                time.perf_counter() - start, stats)
 
-    def _run_stages(self, pieces: Iterable[Piece], stages: list[tuple[str, Stage]],
-                    writer: SynthesisWriter) -> list[StageStats]:
+    def _together(self, pieces: Iterable[Piece], stages: list[tuple[str, Stage]],
+                  writer: SynthesisWriter) -> list[StageStats]:
         """Every stage in a thread of its own, joined by bounded queues; the writer in this one."""
         with Pipeline(pieces, stages, self.queue_depth, source_name="normalize") as pipeline:
             for piece in pipeline:
                 writer.add(piece)
         return pipeline.stats + [_write_stats(pipeline.consumer_stats, writer.busy_s)]
 
-    # ---- what another method (formula_gan.synthesis.stitching) replaces -----------------------
-    def _identity(self) -> dict[str, Any]:
-        """What makes the output: the generator's hash and step."""
-        return self.gen.identity()
-
-    def _stages(self) -> list[tuple[str, Stage]]:
-        cfg = self.config
-        generate = functools.partial(generate_stage, gen=self.gen, batch_size=self.batch_size, height=cfg.height,
-                                     cpu_threads=self.cpu_threads)
-        encode = functools.partial(encode_stage, threads=self.encode_workers)
-        return [("render", self._render_stage), ("generate", generate), ("encode", encode)]
-
-    def _writer(self, job: ShardedJob) -> SynthesisWriter:
-        return SynthesisWriter(job, self._identity(), self.progress)
+    def _in_turn(self, pieces: Iterable[Piece], stages: list[tuple[str, Stage]],
+                 writer: SynthesisWriter) -> list[StageStats]:
+        """Each stage over the whole stream before the next starts (its time is its own)."""
+        stats = []
+        t0 = time.perf_counter()
+        held = list(pieces)
+        stats.append(StageStats("normalize", 0, len(held), total_s=time.perf_counter() - t0))
+        for name, stage in stages:
+            t0 = time.perf_counter()
+            out = list(stage(iter(held)))
+            stats.append(StageStats(name, len(held), len(out), total_s=time.perf_counter() - t0))
+            held = out
+        t0 = time.perf_counter()
+        for piece in held:
+            writer.add(piece)
+        stats.append(StageStats("write", len(held), 0, total_s=time.perf_counter() - t0))
+        return stats
 
     def _manifest_extra(self, job: ShardedJob) -> dict[str, Any]:
         # Deterministic content only (no times, no rank): every rank that happens to
@@ -230,31 +239,44 @@ class Synthesizer:
         return {
             "domain": DOMAIN,
             "vocab": sorted(tokens),  # as the `render` job's manifest: Vocab.from_manifest reads it
-            "generator": self._identity(),
-            "oversize": {"policy": self.config.oversize, "max_pixels": self.config.max_pixels, "height": self.config.height},
+            "method": self.method.name,
+            "generator": self.method.identity(),
+            **self.method.manifest_extra(),
             "preview": PREVIEW,
         }
 
-    # ---- the stages (steps.py) with this synthesizer's settings; the stitch method replaces
-    # ---- _prepare_records, _submit and _finish_render
-    def _read(self, job: ShardedJob, items: Iterable[Item]) -> Iterator[Piece]:
-        return read_pieces(job, items, self.render_batch, self._prepare_records)
+    # ---- the shared stages ----------------------------------------------------------
+    def _read(self, job: ShardedJob, items: Iterable[Item]) -> Iterable[Piece]:
+        layout = self.method.layout()
 
-    def _prepare_records(self, records: list[Record], normalizer: Normalizer | None) -> None:
-        prepare_records(records, normalizer, self.config)
+        def prepare(records: list[Record], normalizer: Normalizer | None) -> None:
+            prepare_records(records, normalizer, self.config, layout)
 
-    def _render_stage(self, pieces: Iterator[Piece]) -> Iterator[Piece]:
-        return render_stage(pieces, self.render_workers, self.encode_workers, self._start_renderer,
-                            self._submit, self._finish_render)
+        return read_pieces(job, items, self.render_batch, prepare)
+
+    def _layout_stage(self, pieces: Iterable[Piece]) -> Iterable[Piece]:
+        return render_stage(iter(pieces), self.resources.render_workers, encode_threads(), self._start_renderer,
+                            self.method.layout())
 
     def _start_renderer(self) -> Renderer:
-        return Renderer(workers=self.render_workers).__enter__()
+        t0 = time.perf_counter()
+        renderer = Renderer(workers=self.resources.render_workers).__enter__()
+        self.layout_start_s = time.perf_counter() - t0
+        return renderer
 
-    def _submit(self, renderer: Renderer, todo: list[Record]) -> Any:
-        return submit_images(renderer, todo)
 
-    def _finish_render(self, piece: Piece, todo: list[Record], future: Any, pool: Any) -> Piece:
-        return finish_images(piece, todo, future, pool, self.config)
+def _sections(method_cls: Any, settings: Mapping[str, Any], method: str) -> dict[str, Any]:
+    """The method's sections from ``settings`` (dataclass instances or mappings); another
+    method's section is an error naming it."""
+    unknown = sorted(set(settings) - set(method_cls.sections))
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: not a section of method {method!r} "
+                          f"(its sections: {', '.join(method_cls.sections)})")
+    out = {}
+    for name, section_cls in method_cls.sections.items():
+        value = settings.get(name)
+        out[name] = value if isinstance(value, section_cls) else from_dict(section_cls, value, name)
+    return out
 
 
 def _write_stats(consumer: StageStats, busy_s: float) -> StageStats:

@@ -26,9 +26,10 @@ DOMAIN = "synthetic"  # every sample's domain
 class SynthesisWriter:
     """Collects pieces (in the calling thread) and commits each shard whole."""
 
-    def __init__(self, job: ShardedJob, generator: dict[str, Any], progress: bool):
+    def __init__(self, job: ShardedJob, method: str, generator: dict[str, Any], progress: bool):
         self.job = job
-        self.generator = generator
+        self.method = method  # every sample's "method"
+        self.generator = generator  # every sample's "generator": what made it (the method's identity)
         self.shard: int | None = None
         self.records: list[Record] = []
         self.shards = self.samples = self.rejected = self.downscaled = 0
@@ -61,14 +62,14 @@ class SynthesisWriter:
                 continue
             samples.append(self._sample(r))
             tokens.update(r.rendering.tokens)  # type: ignore[union-attr]
-            if r.downscaled is not None:
+            if "oversize" in r.meta:
                 downscaled.append(r.key)
         if self.shard == 0:
-            pairs = [(r.image, r.output) for r in records if r.output is not None and r.image is not None]
-            if pairs:
+            rows = [r.preview for r in records if r.png is not None and len(r.preview) >= 2]
+            if rows:
                 # Before the shard's commit: if a kill comes between the two, the rerun redoes both.
                 with disk_space_for(self.job.out_dir, PREVIEW, 1 << 20):
-                    write_preview(self.job.out_dir / PREVIEW, pairs[:PREVIEW_PAIRS])
+                    write_preview(self.job.out_dir / PREVIEW, rows[:PREVIEW_PAIRS])
         stats = {"token_counts": dict(sorted(tokens.items())), "downscaled": downscaled}
         self.job.commit(self.shard, ShardResult(samples, rejects, stats))  # type: ignore[arg-type]
         self.shards += 1
@@ -78,20 +79,11 @@ class SynthesisWriter:
         self.shard, self.records = None, []
 
     def _sample(self, r: Record) -> Sample:
-        return Sample(r.key, r.png, self._meta(r))  # type: ignore[arg-type]
-
-    def _meta(self, r: Record) -> dict[str, Any]:
-        assert r.rendering is not None and r.size is not None
+        assert r.rendering is not None and r.size is not None and r.png is not None
         meta = r.rendering.meta()  # latex, tokens, source, style, seed, variant: as `render` writes them
-        meta.update(
-            domain=DOMAIN,
-            z_seed=r.z_seed,
-            generator=self.generator,
-            size=list(r.size),
-        )
-        if r.downscaled is not None:
-            meta["oversize"] = {"policy": "downscale", "scale": r.downscaled, "rendered_size": list(r.rendered_size or ())}
-        return meta
+        meta.update(domain=DOMAIN, method=self.method, generator=self.generator, size=list(r.size))
+        meta.update(r.meta)  # what the method adds (z seed, boxes and writers, the oversize policy applied, ...)
+        return Sample(r.key, r.png, meta, r.members)  # type: ignore[arg-type]
 
     def close(self) -> None:
         if self.records:
