@@ -78,8 +78,11 @@ def test_pen_width_and_antialiasing() -> None:
     thick, _ = rasterize(three_symbols(), RasterConfig(pen_width=5))
     ink = lambda a: (255 - a.astype(float)).sum()  # noqa: E731
     assert ink(thick) > 2.5 * ink(thin)
-    grays = np.unique(thin[(thin > 20) & (thin < 235)])
-    assert len(grays) >= 8  # anti-aliased edges, not a binary image
+    t = np.linspace(0, 2 * np.pi, 60)
+    ring = Ink([np.stack([50 + 40 * np.cos(t), 50 + 40 * np.sin(t)], axis=1)], "o")
+    round_thin, _ = rasterize(ring, RasterConfig(pen_width=1.5))
+    grays = np.unique(round_thin[(round_thin > 20) & (round_thin < 235)])
+    assert len(grays) >= 8  # anti-aliased edges on a curve, not a binary image
 
 
 def test_flat_expression_is_not_blown_up() -> None:

@@ -29,7 +29,7 @@ from formula_gan.data.png import encode_png
 from formula_gan.data.ink_labels import PREMAP_VERSION, label_latex
 from formula_gan.data.inkml import InkmlError, iter_inkml_files, read_header, read_inkml
 from formula_gan.data.jobs import MANIFEST, ShardedJob, ShardResult
-from formula_gan.data.rasterize import RasterConfig, rasterize
+from formula_gan.data.rasterize import DRAWING, RasterConfig, rasterize
 from formula_gan.data.shards import Sample, atomic_write_json
 from formula_gan.data.vocab import Vocab
 from formula_gan.errors import FormulaGanError
@@ -195,7 +195,7 @@ def prepare_crohme(
         "normalize": raster.normalize,
         "pen_width": raster.pen,
         "padding": raster.padding,
-        "supersample": raster.supersample,
+        "drawing": DRAWING,
         "premap_version": PREMAP_VERSION,
         "vocab": None if vocab is None else hashlib.sha1(json.dumps(vocab.tokens).encode()).hexdigest()[:12],
     }

@@ -250,7 +250,7 @@ class Stitcher:
         ink = Ink(strokes=strokes, truth=latex, trace_groups=groups, trace_ids=ids)
         image, info = rasterize(ink, self.config.raster())
         to_image = _image_transform(ink, info)
-        # the pen's half width, and the rasterizer's round caps reach a supersampled pixel further
+        # the pen's half width, and anti-aliasing reaches half a pixel further
         half = self.config.raster().pen / 2.0 + 0.5
         boxes = []
         for g in glyphs:
