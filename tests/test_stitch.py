@@ -117,13 +117,20 @@ def test_aspect_changes_are_limited(bank, layouts):
         assert 1 / limit * 0.99 <= change <= limit * 1.01, (g.symbol, change)  # stored points are float16
 
 
-def test_a_token_without_glyph_is_named(bank, layouts):
-    stitcher = Stitcher(bank)
+def test_a_token_without_glyph_is_named_or_drawn_from_the_font(bank, layouts):
     tokens = FORMULAS[0].split()
     renamed = ["z" if t == "x" else t for t in tokens]
-    with pytest.raises(StitchError, match="no glyph for token z"):
-        stitcher.stitch(renamed, layouts[0].boxes, seed=0)
-    assert stitcher.missing(renamed, layouts[0].boxes) == ["z"]
+    strict = Stitcher(bank, StitchConfig(fallback=False))
+    with pytest.raises(StitchError, match="no glyph for token z in the symbol bank \\(--no-fallback"):
+        strict.stitch(renamed, layouts[0].boxes, seed=0)
+    assert strict.missing(renamed, layouts[0].boxes) == ["z"]
+    stitched = Stitcher(bank).stitch(renamed, layouts[0].boxes, seed=0)  # the Hershey font's z, said so
+    z = next(g for g in stitched.glyphs if renamed[g.token] == "z")
+    assert (z.source, z.writer, z.glyph) == ("hershey", "hershey", -1)
+    assert {g.source for g in stitched.glyphs if g is not z} == {"bank"}
+    nothing = ["\\clubsuit" if t == "x" else t for t in tokens]  # in no bank and not in the font
+    with pytest.raises(StitchError, match="no glyph for token \\\\clubsuit in the symbol bank$"):
+        Stitcher(bank).stitch(nothing, layouts[0].boxes, seed=0)
 
 
 def test_symbol_normalization_draws_symbols_as_high_as_crohme_images(bank, layouts):
@@ -157,8 +164,9 @@ def test_the_inkml_strokes_are_the_image(bank, layouts):
 
 def test_stitch_formulas_from_python(bank):
     require_browser()
-    results = stitch_formulas(["x+1=2", "\\frac{1}{", "z+1", "\\sqrt{x}"], bank, seed=0)
+    results = stitch_formulas(["x+1=2", "\\frac{1}{", "\\clubsuit+1", "\\sqrt{x}"], bank, seed=0)
     assert results[0].image.shape[0] == 128 and results[3].image is not None
-    assert results[1].startswith("normalize:") and results[2] == "stitch: no glyph for token z in the symbol bank"
+    assert results[1].startswith("normalize:")
+    assert results[2] == "stitch: no glyph for token \\clubsuit in the symbol bank"
     again = stitch_formulas(["x+1=2"], bank, seed=0)
     assert (again[0].image == results[0].image).all(), "formula i's seed depends on the job seed, i and the formula"

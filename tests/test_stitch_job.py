@@ -33,7 +33,7 @@ FORMULAS = [
     "\\frac{a}{b} - y",
     "",  # a reader reject
     "\\sqrt{x} + (a)",
-    "z = 1",  # no glyph for z: a stitch reject naming it
+    "\\clubsuit = 1",  # in no bank and no font: a stitch reject naming it
     "\\frac{1}{",  # a normalize reject
     "x^2 = y_1",
     "a < b",
@@ -79,8 +79,8 @@ def test_schema_preview_rejects_and_accounting(reference: Path):
     assert manifest["generator"]["method"] == "stitch" and manifest["generator"]["ink"] is True
     rejects = [json.loads(line) for line in (reference / "rejects.jsonl").read_text().splitlines()]
     stages = {(r["input"], r["stage"]) for r in rejects}
-    assert ("z = 1", "stitch") in stages and ("\\frac{1}{", "normalize") in stages and ("", "read") in stages
-    assert all("no glyph for token z" in r["reason"] for r in rejects if r["stage"] == "stitch")
+    assert ("\\clubsuit = 1", "stitch") in stages and ("\\frac{1}{", "normalize") in stages and ("", "read") in stages
+    assert all("no glyph for token \\clubsuit" in r["reason"] for r in rejects if r["stage"] == "stitch")
     assert manifest["num_rejected"] == 1 + 2 * VARIANTS
     verify(reference)
     samples = [s for p in shard_paths(reference) for s in read_shard(p)]

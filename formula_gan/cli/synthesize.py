@@ -30,6 +30,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                         "gan: a trained generator translates the renderings; stitch: real handwritten glyphs of a "
                         "symbol bank placed in KaTeX's per-symbol boxes (each sample's JSON gets their boxes and writers)")
     p.add_argument("--symbols", metavar="DIR", help="stitch: the symbol bank (formula-gan prepare-symbols --out DIR)")
+    p.add_argument("--fallback-symbols", metavar="DIR",
+                   help="stitch: a second symbol bank for what --symbols has no glyph for (before the Hershey font)")
+    p.add_argument("--no-fallback", action="store_const", const=False, default=None,
+                   help="stitch: a formula with a symbol no bank has is a reject (default: drawn in a Hershey stroke "
+                        "font, recorded in the sample's glyph_sources)")
     p.add_argument("--ink", action="store_true", default=None,
                    help="stitch: also write each sample's strokes, <key>.inkml in the shard")
     p.add_argument("--stitch-workers", type=number(int, 0, 256), default=None, metavar="N",
@@ -74,7 +79,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 # Options that set a key of the method's section(s), by the key they set: a method whose
 # sections have no such key refuses the option (--symbols means nothing to the GAN).
 SECTION_OPTIONS = {"generator": "generator", "untrained_generator": "untrained", "symbols": "symbols", "ink": "ink",
-                   "height": "height", "oversize": "oversize"}
+                   "height": "height", "oversize": "oversize", "fallback_symbols": "fallback_symbols",
+                   "no_fallback": "fallback"}
 # Options that set a resource (speed only), by the resource; the method must use it.
 RESOURCE_OPTIONS = {"device": "device", "batch_size": "batch_size", "cpu_threads": "cpu_threads",
                     "stitch_workers": "workers"}

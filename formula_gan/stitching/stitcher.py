@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
@@ -45,13 +45,23 @@ from formula_gan.data.inkml import Ink
 from formula_gan.data.rasterize import SYMBOL_EM, RasterConfig, rasterize
 from formula_gan.data.symbol_bank import SymbolBank
 from formula_gan.errors import FormulaGanError
+from formula_gan.stitching.compose import BARS, Part, plan
+from formula_gan.stitching.hershey import HersheyGlyphs
 from katex_render.boxes import SymbolBox
 
 # Tokens drawn with another symbol's glyph: bars are a writer's minus sign.
-GLYPH_OF = {"\\frac": "-", "\\dfrac": "-", "\\tfrac": "-", "\\cfrac": "-", "\\overline": "-", "\\underline": "-"}
-BARS = frozenset({"\\frac", "\\dfrac", "\\tfrac", "\\cfrac", "\\overline", "\\underline"})
-RADICALS = frozenset({"\\sqrt"})
+GLYPH_OF = {bar: "-" for bar in BARS}
 FLAT = 0.15  # a glyph less than this many symbol heights wide (or high) is flat that way
+HERSHEY_SYMBOL_HEIGHT = 21.0  # Hershey units from cap line to base line: one symbol height
+
+
+@dataclass(frozen=True)
+class Glyph:
+    """A glyph's strokes (each [n, 2], its ink box from (0, 0)) and size, in symbol heights."""
+
+    strokes: list[np.ndarray]
+    width: float
+    height: float
 
 
 class StitchError(FormulaGanError):
@@ -79,6 +89,9 @@ class StitchConfig:
     spread: float = 0.25
     # Prefer one writer per formula (False: every glyph from a random writer).
     one_writer: bool = True
+    # A symbol no writer of the bank has (nor can compose, see compose.py): drawn from the
+    # fallback bank, else from a Hershey stroke font (True), or the formula is a reject (False).
+    fallback: bool = True
 
     def __post_init__(self) -> None:
         if self.normalize not in ("height128", "symbol"):
@@ -100,10 +113,11 @@ class StitchConfig:
 @dataclass
 class PlacedGlyph:
     token: int  # index in the formula's tokens
-    symbol: str  # the bank token drawn (\frac's bar is "-")
+    symbol: str  # what is drawn: the bank token (\frac's bar is "-"), or the token composed
     writer: str
-    glyph: int  # index in the bank
+    glyph: int  # index in its bank of the (first) glyph drawn; -1 for a font glyph
     strokes: list[np.ndarray]  # each [n, 2] float64 in layout px
+    source: str = "bank"  # bank | composed (of the bank's glyphs) | fallback-bank | hershey
 
 
 @dataclass
@@ -135,9 +149,20 @@ class Stitcher:
     this package does the normalizing and the layout too.
     """
 
-    def __init__(self, symbols: SymbolBank | str, config: StitchConfig | None = None):
+    def __init__(self, symbols: SymbolBank | str, config: StitchConfig | None = None,
+                 fallback_bank: SymbolBank | str | None = None):
         self.bank = symbols if isinstance(symbols, SymbolBank) else SymbolBank(symbols)
         self.config = config or StitchConfig()
+        self.fallback_bank = (fallback_bank if isinstance(fallback_bank, SymbolBank) or fallback_bank is None
+                              else SymbolBank(fallback_bank))
+        self.hershey = HersheyGlyphs()
+        # where a box's symbols may come from, in order (see plans)
+        self._sources: list[tuple[str, Callable[[str], bool]]] = [("bank", self.bank.has)]
+        if self.config.fallback:
+            if self.fallback_bank is not None:
+                fb = self.fallback_bank
+                self._sources.append(("fallback-bank", lambda t: self.bank.has(t) or fb.has(t)))
+            self._sources.append(("hershey", lambda t: self._any_bank_has(t) or self.hershey.has(t)))
         # writer x token: which writer wrote which symbol (to find one hand per formula)
         self._has = np.zeros((len(self.bank.writers), len(self.bank.tokens)), dtype=bool)
         self._has[self.bank.glyph_writer, self.bank.glyph_token] = True
@@ -145,29 +170,54 @@ class Stitcher:
 
     def identity(self) -> dict:
         """What decides the output, for job.json and the manifest."""
-        return {"method": "stitch", "symbols": self.bank.digest, "glyphs": len(self.bank), "config": to_dict(self.config)}
+        ident = {"method": "stitch", "symbols": self.bank.digest, "glyphs": len(self.bank), "config": to_dict(self.config)}
+        if self.fallback_bank is not None:
+            ident["fallback_symbols"] = self.fallback_bank.digest
+        return ident
+
+    def _any_bank_has(self, token: str) -> bool:
+        return self.bank.has(token) or (self.fallback_bank is not None and self.fallback_bank.has(token))
 
     # ---- which glyph for which box ------------------------------------------------------
-    def missing(self, tokens: Sequence[str], boxes: Sequence[SymbolBox]) -> list[str]:
-        """The boxed tokens the bank has no glyph for (in order, once each)."""
-        out: list[str] = []
-        for b in boxes:
-            symbol = GLYPH_OF.get(tokens[b.token], tokens[b.token])
-            if not self.bank.has(symbol) and tokens[b.token] not in out:
-                out.append(tokens[b.token])
+    def plans(self, tokens: Sequence[str], boxes: Sequence[SymbolBox]) -> list[tuple[list[Part], str]]:
+        """For every box, its parts (compose.plan) and their source, best first: the bank's own
+        glyph (``bank``) or a composition of its glyphs (``composed``); with ``fallback``, the
+        fallback bank's, then a Hershey glyph for what no bank has. Raises ``StitchError`` naming
+        every token that cannot be drawn."""
+        out, absent = self._plans(tokens, boxes)
+        if absent:
+            where = "in the symbol bank" + ("" if self.config.fallback else " (--no-fallback: no font glyphs)")
+            raise StitchError(f"no glyph for token{'s' if len(absent) > 1 else ''} {' '.join(absent)} {where}")
         return out
 
+    def missing(self, tokens: Sequence[str], boxes: Sequence[SymbolBox]) -> list[str]:
+        """The boxed tokens that cannot be drawn (in order, once each)."""
+        return self._plans(tokens, boxes)[1]
+
+    def _plans(self, tokens: Sequence[str], boxes: Sequence[SymbolBox]) -> tuple[list[tuple[list[Part], str]], list[str]]:
+        out, absent = [], []
+        for b in boxes:
+            box = (float(b.x0), float(b.y0), float(b.x1), float(b.y1))
+            for source, drawable in self._sources:
+                parts = plan(tokens, b.token, box, drawable)
+                if parts is not None:
+                    direct = len(parts) == 1 and parts[0].symbol == GLYPH_OF.get(tokens[b.token], tokens[b.token])
+                    out.append((parts, "bank" if source == "bank" and direct else "composed" if source == "bank" else source))
+                    break
+            else:
+                if tokens[b.token] not in absent:
+                    absent.append(tokens[b.token])
+        return out, absent
+
     def place(self, tokens: Sequence[str], boxes: Sequence[SymbolBox], seed: int) -> list[PlacedGlyph]:
-        """A glyph for every box, scaled and jittered into it (layout px)."""
-        absent = self.missing(tokens, boxes)
-        if absent:
-            raise StitchError(f"no glyph for token{'s' if len(absent) > 1 else ''} {' '.join(absent)} in the symbol bank")
+        """A glyph (or the glyphs of a composition) for every box, fitted and jittered into it (layout px)."""
         if not boxes:
             raise StitchError("the formula draws no symbol")
+        plans = self.plans(tokens, boxes)
         cfg = self.config
         rng = np.random.default_rng(seed)
-        symbols = [GLYPH_OF.get(tokens[b.token], tokens[b.token]) for b in boxes]
-        writer = self._choose_writer(symbols, rng) if cfg.one_writer else None
+        symbols = [p.symbol for parts, _ in plans for p in parts if self.bank.has(p.symbol)]
+        writer = self._choose_writer(symbols, rng) if cfg.one_writer and symbols else None
         unit = SYMBOL_EM * cfg.layout_px  # px per symbol height in the layout
         slant = rng.normal(0.0, cfg.slant)
         left = min(b.x0 for b in boxes)
@@ -176,18 +226,36 @@ class Stitcher:
         phase = rng.uniform(0.0, 2 * math.pi)
         spread = rng.uniform(1.0, 1.0 + cfg.spread)
         placed = []
-        for b, symbol in zip(boxes, symbols):
-            candidates = self.bank.indices(symbol, writer) if writer is not None else ()
-            if len(candidates) == 0:
-                candidates = self.bank.indices(symbol)
-            index = int(candidates[rng.integers(len(candidates))])
-            strokes = self._fit(tokens[b.token], index, b, unit, slant, rng, (left, spread))
+        for b, (parts, source) in zip(boxes, plans):
+            strokes: list[np.ndarray] = []
+            hands, first = [], -1
+            for part in parts:
+                glyph, index, hand = self._pick(part.symbol, writer, rng)
+                first = index if first < 0 else first
+                hands.append(hand)
+                strokes.extend(self._fit(part, glyph, unit, slant, rng, (left, spread)))
             cx = (b.x0 + b.x1) / 2.0
             drift = cfg.baseline_drift * unit * math.sin(2 * math.pi * (cx - left) / period + phase)
-            for s in strokes:
-                s[:, 1] += drift
-            placed.append(PlacedGlyph(b.token, symbol, self.bank.writers[self.bank.glyph_writer[index]], index, strokes))
+            for st in strokes:
+                st[:, 1] += drift
+            label = parts[0].symbol if source == "bank" else tokens[b.token]
+            placed.append(PlacedGlyph(b.token, label, hands[0], first, strokes, source))
         return placed
+
+    def _pick(self, symbol: str, writer: int | None, rng: np.random.Generator) -> tuple[Glyph, int, str]:
+        """A glyph of ``symbol``: the writer's where it has one, else any writer's of the bank,
+        else the fallback bank's, else the Hershey font's."""
+        for bank in (self.bank, self.fallback_bank):
+            if bank is not None and bank.has(symbol):
+                candidates = bank.indices(symbol, writer) if writer is not None and bank is self.bank else ()
+                if len(candidates) == 0:
+                    candidates = bank.indices(symbol)
+                index = int(candidates[rng.integers(len(candidates))])
+                w, h = (float(v) for v in bank.glyph_size[index])
+                return Glyph(bank.strokes(index), w, h), index, bank.writers[bank.glyph_writer[index]]
+        strokes = [st / HERSHEY_SYMBOL_HEIGHT for st in self.hershey.strokes(symbol)]
+        w, h = self.hershey.size(symbol)
+        return Glyph(strokes, w / HERSHEY_SYMBOL_HEIGHT, h / HERSHEY_SYMBOL_HEIGHT), -1, "hershey"
 
     def _choose_writer(self, symbols: Sequence[str], rng: np.random.Generator) -> int:
         """The writer with glyphs for the most distinct symbols of the formula (ties at random)."""
@@ -196,22 +264,27 @@ class Stitcher:
         best = np.flatnonzero(covered == covered.max())
         return int(best[rng.integers(len(best))])
 
-    def _fit(self, token: str, index: int, box: SymbolBox, unit: float, slant: float,
-             rng: np.random.Generator, spread: tuple[float, float] = (0.0, 1.0)) -> list[np.ndarray]:
-        """Glyph ``index``'s strokes scaled into ``box`` with jitter (layout px); x positions
+    def _fit(self, part: Part, glyph: Glyph, unit: float, slant: float, rng: np.random.Generator,
+             spread: tuple[float, float] = (0.0, 1.0)) -> list[np.ndarray]:
+        """A glyph's strokes scaled into its part's box with jitter (layout px); x positions
         spread by ``spread`` = (origin, factor)."""
         cfg = self.config
-        gw, gh = (float(v) for v in self.bank.glyph_size[index])
+        gw, gh = glyph.width, glyph.height
+        bx0, by0, bx1, by1 = part.box
         origin, factor = spread
-        x0, x1 = origin + (box.x0 - origin) * factor, origin + (box.x1 - origin) * factor
-        bw, bh = max(box.x1 - box.x0, 1), max(box.y1 - box.y0, 1)
-        if token in BARS or token in RADICALS:
-            bw = max(x1 - x0, 1)  # they cover what was spread
+        x0, x1 = origin + (bx0 - origin) * factor, origin + (bx1 - origin) * factor
+        bw, bh = max(bx1 - bx0, 1.0), max(by1 - by0, 1.0)
+        stretched = part.fit in ("bar", "radical")
+        if stretched:
+            bw = max(x1 - x0, 1.0)  # they cover what was spread
         grow = math.exp(rng.normal(0.0, cfg.size_jitter))
-        if token in BARS:  # stretched over the bar, natural thickness
+        if part.fit == "bar":  # stretched over the bar, natural thickness
             sx, sy = bw / max(gw, FLAT), unit
-        elif token in RADICALS:  # stretched over sign and vinculum
+        elif part.fit == "radical":  # stretched over sign and vinculum
             sx, sy = bw / max(gw, FLAT), bh / max(gh, FLAT)
+        elif part.fit == "tall":  # a delimiter: the box's height, its own width (at most the box's)
+            sy = bh / max(gh, FLAT)
+            sx = min(sy, bw / max(gw, FLAT))
         elif gw < FLAT and gh < FLAT:  # a dot
             sx = sy = unit * grow
         elif gh < FLAT:  # -, \ldots: the width decides
@@ -225,13 +298,13 @@ class Stitcher:
             sx, sy = scale * math.sqrt(ratio), scale / math.sqrt(ratio)
         lean = slant + rng.normal(0.0, cfg.glyph_slant)
         jitter = rng.normal(0.0, cfg.position_jitter * unit, size=2)
-        if token in BARS or token in RADICALS:
-            jitter[0] = 0.0  # a bar or a radical must keep covering what it covers
+        if stretched or part.fit == "tall":
+            jitter[0] = 0.0  # a bar, a radical or a delimiter must keep covering what it covers
         cx = (x0 + x1) / 2.0 + jitter[0]
-        cy = (box.y0 + box.y1) / 2.0 + jitter[1]
+        cy = (by0 + by1) / 2.0 + jitter[1]
         out = []
-        for s in self.bank.strokes(index):
-            p = (s.astype(np.float64) - (gw / 2.0, gh / 2.0)) * (sx, sy)  # [n, 2] centred
+        for st in glyph.strokes:
+            p = (st.astype(np.float64) - (gw / 2.0, gh / 2.0)) * (sx, sy)  # [n, 2] centred
             p[:, 0] -= lean * p[:, 1]  # y points down: a positive lean tilts the top to the right
             p += (cx, cy)
             out.append(p)

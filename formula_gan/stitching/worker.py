@@ -70,6 +70,8 @@ def stitch_tasks(tasks: Sequence[Task], stitcher: Stitcher | None = None) -> lis
             "boxes": [b.to_json() for b in stitched.boxes],  # [token index, x0, y0, x1, y1] in the image
             "writers": writers,  # the hands of the glyphs, most used first
             "box_writers": [writers.index(g.writer) for g in stitched.glyphs],  # per box, into writers
+            # per box: bank (a writer's glyph), composed (of a writer's glyphs), fallback-bank, hershey (a font)
+            "glyph_sources": [g.source for g in stitched.glyphs],
         }
         out.append(Done(png=encode_png(stitched.image) if task.png else None, size=(int(stitched.image.shape[0]), int(stitched.image.shape[1])),
                         meta=meta, inkml=stitcher.inkml(stitched, task.latex) if task.ink else None,

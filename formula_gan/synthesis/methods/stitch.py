@@ -42,6 +42,8 @@ class StitchSettings(StitchConfig):
 
     # A symbol bank (formula-gan prepare-symbols --out DIR). None: the bank the package ships.
     symbols: str | None = None
+    # A second bank for the symbols the first has no writer for (before the Hershey font).
+    fallback_symbols: str | None = None
     # Also write each sample's strokes, <key>.inkml in the shard.
     ink: bool = False
 
@@ -80,7 +82,7 @@ class StitchMethod:
     @classmethod
     def create(cls, sections: Mapping[str, Any], resources: Resources, log: Any, *, pixels: bool = False) -> "StitchMethod":
         settings: StitchSettings = sections["stitch"]
-        stitcher = Stitcher(symbol_bank_setting(settings.symbols), settings.stitcher_config())
+        stitcher = Stitcher(symbol_bank_setting(settings.symbols), settings.stitcher_config(), settings.fallback_symbols)
         # Stitching holds the GIL: one process per core (the browsers get the gaps).
         workers = (os.cpu_count() or 1) if resources.workers is None else resources.workers
         return cls(settings, stitcher, StitchPool(stitcher, workers), pixels=pixels)
@@ -90,7 +92,8 @@ class StitchMethod:
 
     def job_identity(self) -> dict[str, Any]:
         settings = to_dict(self.settings)
-        settings.pop("symbols")  # a path: the bank's hash (in identity) is what counts
+        for path in ("symbols", "fallback_symbols"):
+            settings.pop(path)  # paths: the banks' hashes (in identity) are what counts
         return {"generator": self.identity(), "stitch": settings}
 
     def layout(self) -> SymbolBoxes:
