@@ -30,6 +30,7 @@ from formula_gan.errors import FormulaGanError
 from formula_gan.metrics import Scores, edit_distance, score_all
 from formula_gan.models.checksum import state_dict_sha256
 from formula_gan.models.recognizer import RecognizerModel
+from formula_gan.models.torch_files import load_error_message
 from formula_gan.training.recognizer_config import RecognizerRunConfig
 from katex_render.canonical import canonicalize
 from katex_render.node_normalizer import Normalizer
@@ -129,8 +130,8 @@ def load_recognizer(path: str | Path, device: torch.device | str = "cpu"):
         raise FormulaGanError(f"recognizer checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated file or a pickle that is not plain data: say so, keep the cause
-        raise FormulaGanError(f"{path}: cannot load as a recognizer checkpoint ({type(err).__name__}: {err})") from err
+    except Exception as err:  # a truncated file or a pickle that is not plain data: say so (not torch's advice)
+        raise FormulaGanError(load_error_message(err, "recognizer checkpoint", path)) from err
     if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
         raise FormulaGanError(f"{path}: not a formula-gan recognizer checkpoint")
     expected = ckpt.get("weights_sha256")  # exported files carry one (formula-gan export-recognizer)

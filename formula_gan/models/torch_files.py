@@ -48,4 +48,27 @@ def load_torch_file(path: str | Path, what: str, error: type[FormulaGanError], h
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError) as err:
-        raise error(f"cannot read {what} {path}: truncated or corrupt ({type(err).__name__}: {err}){hint}") from err
+        raise error(load_error_message(err, what, path, hint)) from err
+
+
+def load_error_message(err: BaseException, what: str, path: str | Path, hint: str = "") -> str:
+    """One line saying why ``torch.load(path, weights_only=True)`` failed, with none of torch's
+    advice: for a file that holds pickled Python objects, torch's text advises loading it with
+    weights_only=False, i.e. running its code. ``hint`` ends the message of a damaged file."""
+    if _is_pickled_code(err):
+        return f"{path}: not a plain-data {what} (it holds pickled Python objects, which could run code): refused{hint}"
+    if isinstance(err, pickle.UnpicklingError):  # garbage, told apart by the same loader
+        return f"cannot read {what} {path}: truncated or corrupt (not a readable pickle){hint}"
+    return f"cannot read {what} {path}: truncated or corrupt ({type(err).__name__}: {_first_sentence(err)}){hint}"
+
+
+def _is_pickled_code(err: BaseException) -> bool:
+    """Whether torch's weights-only loader refused the file for naming a Python class or function
+    (a pickle GLOBAL, which is how a pickle runs code) rather than for being damaged."""
+    return isinstance(err, pickle.UnpicklingError) and "Unsupported global" in str(err)
+
+
+def _first_sentence(err: BaseException) -> str:
+    """torch's messages run to a paragraph of advice; the first sentence says what failed."""
+    lines = str(err).strip().splitlines() or [type(err).__name__]
+    return lines[0].split(". ")[0].rstrip(".")
