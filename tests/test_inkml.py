@@ -60,6 +60,7 @@ BAD = {
     "missing-truth/empty": inkml(GOOD, truth=" $ $ "),
     "non-finite": inkml(["1 2, nan 4"]),
     "non-finite/inf": inkml(["1 2, 3 inf"]),
+    "non-finite/span": inkml(["1e308 1, -1e308 3"]),  # finite points, an infinite width: NaN pixels in rasterize
     "zero-size": inkml(["5 5, 5 5", "5 5"]),
     "bad-number": inkml(["1 2, 3 x"]),
     "bad-number/one-channel": inkml(["1, 2, 3"]),
@@ -73,6 +74,15 @@ def test_bad_input_gets_its_reason(case: str) -> None:
         parse_inkml(BAD[case])
     assert info.value.kind == case.split("/")[0]
     assert info.value.reason  # a readable sentence for rejects.jsonl
+
+
+def test_ink_to_be_read_needs_no_label() -> None:
+    """recognize reads a user's pen input, which has no label: it was refused for lacking one."""
+    ink = parse_inkml(inkml(GOOD, truth=None), labelled=False)
+    assert ink.truth == "" and len(ink.strokes) == 2
+    assert parse_inkml(inkml(GOOD, truth=" $ $ "), labelled=False).truth == ""
+    with pytest.raises(InkmlError, match="no <trace>"):  # everything else is checked as before
+        parse_inkml(inkml([], truth=None), labelled=False)
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-8"])

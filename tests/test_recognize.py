@@ -12,9 +12,6 @@ import torch
 from PIL import Image, ImageFilter
 
 from formula_gan.cli import main
-from formula_gan.data.images import decode_png
-from formula_gan.data.jobs import shard_paths
-from formula_gan.data.shards import read_shard
 from formula_gan.data.inkml import Ink
 from formula_gan.data.rasterize import RasterConfig, rasterize
 from formula_gan.errors import FormulaGanError
@@ -174,3 +171,85 @@ def test_recognize_refuses_bad_settings(exported, tmp_path, capsys):
     assert "argument --beam: must be at least 1" in capsys.readouterr().err
     assert main(["recognize", "--recognizer", str(tmp_path / "none.pt"), "x.png"]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def _save(path: Path, paper: np.ndarray) -> Path:
+    Image.fromarray(paper).save(path)
+    return path
+
+
+def test_an_all_black_picture_is_refused_not_thinned_for_hours(tmp_path):
+    """An all-black 400 x 128 picture took ~52 s (51,200 max-filter passes: the image edge counted as
+    inner ink, so its pen looked 100,000 px wide); 1600 x 1200 would have taken hours."""
+    from formula_gan.recognition.preprocess import stroke_width
+
+    for shape in [(128, 400), (1200, 1600)]:
+        black = _save(tmp_path / f"black-{shape[1]}.png", np.zeros(shape, np.uint8))
+        with pytest.raises(FormulaGanError, match=rf"black-{shape[1]}.png: not a formula picture: 100 % of it is ink"):
+            prepare_file(black, 64)
+    # the edge of the picture is a boundary: a filled 128 x 400 block is as wide as 2 x area / perimeter
+    assert stroke_width(np.zeros((128, 400), np.uint8)) == pytest.approx(2 * 128 * 400 / (2 * (128 + 400) - 4))
+    # a thick marker on paper is far from the limit: read, not refused
+    assert prepare_picture(photo_like(a_formula_picture(), marker=25), 64).shape[0] == 64
+
+
+def _degenerate_files(tmp_path: Path) -> tuple[list[Path], list[Path]]:
+    """(files that are read, files that are refused): the cases that killed a whole batch."""
+    stroke = np.full((200, 200), 255, np.uint8)
+    stroke[20:180, 99:103] = 0  # one vertical stroke: 9 px wide at 64 px, too narrow for the encoder's pooling
+    blob = np.full((200, 200), 255, np.uint8)
+    blob[10:190, 10:190] = 0
+    blob[100, 10:190] = 255  # a black blob with a white line through it
+    one_stroke = tmp_path / "one-stroke.inkml"  # no label either: reading it is the point
+    one_stroke.write_text('<ink xmlns="http://www.w3.org/2003/InkML"><trace id="0">0 0, 0 10, 0 20</trace></ink>')
+    dot = tmp_path / "dot.inkml"
+    dot.write_text('<ink xmlns="http://www.w3.org/2003/InkML"><trace id="0">5 5</trace></ink>')
+    junk = tmp_path / "junk.png"
+    junk.write_bytes(b"not a picture at all")
+    read = [_save(tmp_path / "stroke.png", stroke), one_stroke]
+    refused = [_save(tmp_path / "blob.png", blob), dot, junk]
+    return read, refused
+
+
+def test_degenerate_files_are_read_or_refused_one_line_each_and_the_batch_goes_on(exported, tmp_path, capsys):
+    """One vertical stroke (PNG or InkML) died in avg_pool and a black blob in _crop_to_ink, taking
+    every other file's reading with them."""
+    good_png = tmp_path / "good.png"
+    good_png.write_bytes(png_bytes(a_formula_picture()))
+    good_ink = tmp_path / "good.inkml"
+    good_ink.write_text(INKML, encoding="utf-8")
+    read, refused = _degenerate_files(tmp_path)
+    files = [good_png, *read, *refused, good_ink]
+    # one file per batch: the narrow ones are not padded by a wider neighbour
+    rc = main(["recognize", "--recognizer", str(exported), "--beam", "2", "--batch-size", "1", *map(str, files)])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    lines = out.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(f) for f in [good_png, *read, good_ink]]
+    errors = err.strip().splitlines()
+    assert len(errors) == len(refused) and "Traceback" not in err
+    for line, path in zip(errors, refused):
+        assert line.startswith(f"formula-gan recognize: error: {path}: "), line
+    assert "not a formula picture" in errors[0] and "0x0" in errors[1] and "not a readable image" in errors[2]
+    assert "<_io." not in err  # pillow's "cannot identify image file <_io.BytesIO object at 0x...>"
+
+
+def test_inkml_errors_name_the_file(exported, tmp_path, capsys):
+    bad = tmp_path / "broken.inkml"
+    bad.write_text("<ink><trace>1 2,", encoding="utf-8")
+    with pytest.raises(FormulaGanError, match=r"broken.inkml: malformed XML"):
+        prepare_file(bad, 32)
+    assert main(["recognize", "--recognizer", str(exported), str(bad)]) == 1
+    assert f"error: {bad}: malformed XML" in capsys.readouterr().err
+
+
+def test_a_pickled_checkpoint_is_refused_without_torch_advice(exported, tmp_path, capsys):
+    """torch's refusal advises loading with weights_only=False (running the file's code): never relayed."""
+    payload = torch.load(exported, weights_only=True)
+    payload["extra"] = Image.new("L", (2, 2))  # a Python object: a pickle GLOBAL
+    evil = tmp_path / "evil.pt"
+    torch.save(payload, evil)
+    assert main(["recognize", "--recognizer", str(evil), str(tmp_path / "x.png")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == (f"formula-gan recognize: error: {evil}: not a plain-data recognizer checkpoint "
+                    "(it holds pickled Python objects, which could run code): refused")

@@ -114,9 +114,10 @@ def _writer(root: ET.Element) -> str | None:
     return None if writer is None or writer.lower() in _ANONYMOUS_WRITERS else writer
 
 
-def _label(root: ET.Element) -> tuple[str, str]:
+def _label(root: ET.Element, required: bool = True) -> tuple[str, str]:
     """(label, dialect): CROHME's ``truth`` annotation, else MathWriting's ``normalizedLabel``
-    (its ground truth) or, for its single glyphs, ``label``."""
+    (its ground truth) or, for its single glyphs, ``label``. Not ``required`` (ink to be
+    read, not trained on): no label or an empty one is ("", dialect)."""
     annotations = {}
     for child in root:
         if _local(child.tag) == "annotation" and child.get("type") in LABEL_ANNOTATIONS:
@@ -125,8 +126,12 @@ def _label(root: ET.Element) -> tuple[str, str]:
         if kind in annotations:
             label = annotations[kind]
             if not label or label.strip("$ \t\r\n") == "":
+                if not required:
+                    return "", dialect
                 raise InkmlError("missing-truth", f"the {kind} annotation is empty")
             return label, dialect
+    if not required:
+        return "", CROHME
     raise InkmlError("missing-truth", 'no label: neither <annotation type="truth"> (CROHME) nor '
                                       '"normalizedLabel"/"label" (MathWriting)')
 
@@ -157,11 +162,12 @@ def _parse_root(data: bytes, max_bytes: int) -> ET.Element:
     return root
 
 
-def parse_inkml(data: bytes, source: str = "", max_bytes: int = MAX_FILE_BYTES) -> Ink:
-    """Parse InkML bytes into an ``Ink`` (see ``read_inkml``)."""
+def parse_inkml(data: bytes, source: str = "", max_bytes: int = MAX_FILE_BYTES, labelled: bool = True) -> Ink:
+    """Parse InkML bytes into an ``Ink`` (see ``read_inkml``); ``labelled=False``: a file without
+    a label is accepted (its ``truth`` is ""), for ink that is to be read rather than learned."""
     root = _parse_root(data, max_bytes)
     x_idx, y_idx = _xy_channels(root)
-    truth, dialect = _label(root)
+    truth, dialect = _label(root, required=labelled)
 
     strokes: list[np.ndarray] = []
     ids: list[str] = []
@@ -175,7 +181,11 @@ def parse_inkml(data: bytes, source: str = "", max_bytes: int = MAX_FILE_BYTES) 
         raise InkmlError("no-traces", "no <trace> elements")
 
     pts = np.concatenate(strokes)
-    if pts[:, 0].max() - pts[:, 0].min() <= 0 and pts[:, 1].max() - pts[:, 1].min() <= 0:
+    with np.errstate(over="ignore"):  # finite points can still span more than a float (-1e308 to 1e308)
+        extent = pts.max(0) - pts.min(0)  # [2] width, height
+    if not np.isfinite(extent).all():
+        raise InkmlError("non-finite", "the coordinates span more than a floating-point number can hold")
+    if (extent <= 0).all():
         raise InkmlError("zero-size", "the expression is 0x0: every point has the same coordinates")
     return Ink(strokes=strokes, truth=truth, trace_groups=_trace_groups(root), trace_ids=ids, source=source,
                writer=_writer(root), dialect=dialect)

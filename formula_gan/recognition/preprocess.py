@@ -13,14 +13,16 @@ that in five steps, all numpy + pillow:
    paper becomes 1.0 and ink a fraction of it;
 3. **find the ink**: Otsu's threshold on the darkness; contrast is stretched so
    that the darkest ink becomes full ink and everything below half the
-   threshold pure paper (sensor noise, paper texture);
+   threshold pure paper (sensor noise, paper texture); a picture that is
+   mostly ink (black, or light writing on a dark board) is refused;
 4. **crop to the ink** (specks of one pixel do not count);
 5. **match the pen**: the stroke width is estimated (twice the ink area over
    its boundary length) and a marker much thicker or a pen much thinner than
    the training pen at the final scale is thinned or thickened by grey-level
-   erosion or dilation;
+   erosion or dilation (a bounded number of passes);
 6. **scale** so that the ink is as high as in the training images at the
-   model's height, with the training data's margin.
+   model's height, with the training data's margin; a flat crop (a "-") is
+   not blown up past the rasterizer's ``MAX_ASPECT``, as in the training data.
 
 InkML files skip all that: their strokes are rasterized exactly as the
 training data was.
@@ -32,11 +34,11 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from formula_gan.data.inkml import parse_inkml
+from formula_gan.data.inkml import InkmlError, parse_inkml
 from formula_gan.data.loader import resize_paper
-from formula_gan.data.rasterize import RasterConfig, rasterize
+from formula_gan.data.rasterize import MAX_ASPECT, RasterConfig, rasterize
 from formula_gan.errors import FormulaGanError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
@@ -47,6 +49,16 @@ TRAINING_HEIGHT = 128  # the training images' rasterization height ...
 TRAINING_PADDING = 8  # ... and margin: ink fills (128 - 2*8) / 128 of the height
 TRAINING_PEN = 3.0  # ... and pen width in px at that height (rasterize.DEFAULT_PEN_WIDTH)
 PEN_TOLERANCE = 1.6  # a pen within this factor of the training pen is left as it is
+# Each 3 x 3 pass moves every ink edge by 1 px. At the largest work size (a 1600 px high
+# crop) the training pen is 3 * 1600 / 112 = 43 px, and a marker 2.5 x as thick needs
+# (2.5 - 1) * 43 / 2 = 32 passes; a larger estimate is a filled area, not a pen, and each
+# pass costs ~50 ms there (an all-black 400 x 128 picture used to take 51,200 passes).
+MAX_PEN_STEPS = 32
+# Writing covers little of its paper. Measured after binarization on the pictures of
+# tests/test_recognize.py: 6 % of a clean rasterized formula, 4 % of its photo, 14 % of the
+# same photo written with a 25 px marker. More than half of the picture inked is not dark
+# writing on light paper (an all-black picture, chalk on a board, a photo of a dark object).
+MAX_INK_FRACTION = 0.5
 
 
 def prepare_picture(data: bytes, height: int, name: str = "image") -> np.ndarray:
@@ -54,17 +66,22 @@ def prepare_picture(data: bytes, height: int, name: str = "image") -> np.ndarray
     gray = _decode_gray(data, name)  # float [h, w], 1 = white
     ink = _flatten_light(gray)  # float [h, w], 1 = full ink
     ink = _stretch(ink, name)
-    ink = _crop_to_ink(ink)
+    _refuse_mostly_ink(ink, name)
+    ink = _crop_to_ink(ink, name)
     paper = np.clip(255.0 * (1.0 - ink), 0, 255).astype(np.uint8)
     paper = _match_pen(paper, height)
-    paper = 255 - (255 * _crop_to_ink((255 - paper) / 255.0)).astype(np.uint8)  # thinning moved the ink's edges
+    paper = 255 - (255 * _crop_to_ink((255 - paper) / 255.0, name)).astype(np.uint8)  # thinning moved the ink's edges
     return _fit_height(paper, height)
 
 
 def prepare_inkml(data: bytes, height: int, name: str = "inkml") -> np.ndarray:
-    """InkML bytes -> uint8 paper [height, w], rasterized as the training data was (height128), then scaled."""
-    ink = parse_inkml(data, source=name)
-    paper, _ = rasterize(ink, RasterConfig(normalize="height128"))
+    """InkML bytes -> uint8 paper [height, w], rasterized as the training data was (height128), then scaled.
+    A file without a label is read all the same (reading it is the point)."""
+    try:
+        ink = parse_inkml(data, source=name, labelled=False)
+        paper, _ = rasterize(ink, RasterConfig(normalize="height128"))
+    except InkmlError as err:  # its reason names no file: the batch's error line must
+        raise InkmlError(err.kind, f"{name}: {err.reason}") from err
     return resize_paper(paper, height, None)
 
 
@@ -98,6 +115,8 @@ def _decode_gray(data: bytes, name: str) -> np.ndarray:
             gray = np.asarray(img, dtype=np.float32) / 255.0
     except FormulaGanError:
         raise
+    except UnidentifiedImageError as err:  # its text is "cannot identify image file <_io.BytesIO object at 0x...>"
+        raise FormulaGanError(f"{name}: not a readable image (no image format pillow knows, or a damaged header)") from err
     except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as err:
         raise FormulaGanError(f"{name}: not a readable image ({err})") from err
     if gray.size == 0:
@@ -146,9 +165,21 @@ def _stretch(ink: np.ndarray, name: str) -> np.ndarray:
     return np.clip((ink - lo) / max(top - lo, 1e-3), 0.0, 1.0)
 
 
-def _crop_to_ink(ink: np.ndarray) -> np.ndarray:
+def _refuse_mostly_ink(ink: np.ndarray, name: str) -> None:
+    """A picture more ink than paper is not a formula written on paper (see MAX_INK_FRACTION)."""
+    fraction = float((ink > 0.5).mean())
+    if fraction > MAX_INK_FRACTION:
+        raise FormulaGanError(
+            f"{name}: not a formula picture: {100 * fraction:.0f} % of it is ink (dark writing on light paper "
+            f"covers far less; a black picture, or light writing on a dark board?)"
+        )
+
+
+def _crop_to_ink(ink: np.ndarray, name: str) -> np.ndarray:
     """The bounding box of the ink; isolated single pixels (noise, dust) do not extend it."""
     mask = ink > 0.5
+    if not mask.any():  # pen matching can thin away strokes narrower than the typical one
+        raise FormulaGanError(f"{name}: no ink left to read once the pen was matched (specks or hairlines only)")
     # a pixel counts when a 3 x 3 neighbourhood holds at least 3 ink pixels
     counts = np.asarray(
         Image.fromarray(mask.astype(np.uint8) * 28).filter(ImageFilter.BoxBlur(1)), dtype=np.float32
@@ -167,24 +198,22 @@ def stroke_width(paper: np.ndarray) -> float:
     area = int(ink.sum())
     if area == 0:
         return 0.0
-    inner = ink.copy()
-    inner[1:, :] &= ink[:-1, :]
-    inner[:-1, :] &= ink[1:, :]
-    inner[:, 1:] &= ink[:, :-1]
-    inner[:, :-1] &= ink[:, 1:]
+    # Outside the picture is paper: ink at the image edge has a boundary there too (counted as
+    # inner, an all-black picture had no boundary and an estimated width of twice its area).
+    out = np.pad(ink, 1)
+    inner = out[1:-1, 1:-1] & out[:-2, 1:-1] & out[2:, 1:-1] & out[1:-1, :-2] & out[1:-1, 2:]
     boundary = area - int(inner.sum())
     return 2.0 * area / max(boundary, 1)
 
 
 def _match_pen(paper: np.ndarray, height: int) -> np.ndarray:
     """Thin a thick marker or thicken a fine pen towards the training pen at the final scale."""
-    inner = height - 2 * max(1, round(height * TRAINING_PADDING / TRAINING_HEIGHT))
-    scale = inner / paper.shape[0]  # crop px -> model px
+    scale = _model_scale(paper.shape, height)  # crop px -> model px
     target = TRAINING_PEN * height / TRAINING_HEIGHT / scale  # the training pen, in crop px
     width = stroke_width(paper)
     if width <= 0 or target / PEN_TOLERANCE <= width <= target * PEN_TOLERANCE:
         return paper
-    steps = int(round(abs(width - target) / 2))  # a 3 x 3 filter moves each edge by one px
+    steps = min(int(round(abs(width - target) / 2)), MAX_PEN_STEPS)  # a 3 x 3 filter moves each edge by one px
     if width > target:
         steps = min(steps, max(0, int(width / 2) - 1))  # never erase a stroke
     img = Image.fromarray(paper)
@@ -194,14 +223,27 @@ def _match_pen(paper: np.ndarray, height: int) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def _padding(height: int) -> int:
+    """The training data's white margin at the model's ``height``."""
+    return max(1, round(height * TRAINING_PADDING / TRAINING_HEIGHT))
+
+
+def _model_scale(shape: tuple[int, ...], height: int) -> float:
+    """Crop px -> model px: the ink as high as the training images' (112/128 of the height), but a
+    flat crop no wider than MAX_ASPECT times that, as the rasterizer limits flat expressions."""
+    inner = height - 2 * _padding(height)
+    h, w = shape
+    return min(inner / h, inner * MAX_ASPECT / w)
+
+
 def _fit_height(paper: np.ndarray, height: int) -> np.ndarray:
-    """Ink crop -> ``height`` rows with the training data's margin (ink fills 112/128 of the height)."""
-    pad = max(1, round(height * TRAINING_PADDING / TRAINING_HEIGHT))
-    inner = height - 2 * pad
+    """Ink crop -> ``height`` rows with the training data's margin, centered vertically when flat."""
+    pad = _padding(height)
+    scale = _model_scale(paper.shape, height)
     h, w = paper.shape
-    scale = inner / h
-    nw = max(1, round(w * scale))
-    scaled = np.asarray(Image.fromarray(paper).resize((nw, inner), Image.LANCZOS), dtype=np.uint8)
+    nh, nw = max(1, min(height - 2 * pad, round(h * scale))), max(1, round(w * scale))
+    scaled = np.asarray(Image.fromarray(paper).resize((nw, nh), Image.LANCZOS), dtype=np.uint8)
     out = np.full((height, nw + 2 * pad), 255, dtype=np.uint8)
-    out[pad : pad + inner, pad : pad + nw] = scaled
+    top = (height - nh) // 2
+    out[top : top + nh, pad : pad + nw] = scaled
     return out

@@ -6,8 +6,10 @@
 '\\frac {a} {b}'
 
 Pictures are normalized as ``preprocess`` describes; several files are read in
-width-sorted batches (less padding, one beam search per batch). A file that
-cannot be read gives a ``Reading`` with its ``error`` and the others go on.
+width-sorted batches (less padding, one beam search per batch), a few batches of
+files at a time so that readings come out as they are made. Each file is prepared
+on its own: one that cannot be read gives a ``Reading`` with its ``error`` and the
+others go on.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from formula_gan.recognition.preprocess import prepare_file
 from katex_render.normalize import tokens_to_latex
 
 DEFAULT_RECOGNIZER = Path(__file__).resolve().parents[1] / "weights" / "recognizer.pt"
+WINDOW_BATCHES = 4  # files prepared, then read, this many batches at a time: width sorting within, output streamed
 
 
 @dataclass
@@ -77,6 +80,9 @@ class Recognizer:
             )
         self.beam = beam
         self.batch_size = batch_size
+        # The encoder halves its input log2(stride) times: anything narrower or lower than one stride
+        # (a lone "1", a single stroke) leaves no feature cell, and torch's pooling fails on it.
+        self.min_side = int(self.model.encoder.stride)
 
     def read_file(self, path: str | Path) -> Reading:
         """One picture or InkML file; a problem with it is a FormulaGanError."""
@@ -88,21 +94,29 @@ class Recognizer:
     def read_files(self, paths: Iterable[str | Path]) -> Iterator[Reading]:
         """Readings in input order; an unreadable file yields a Reading with ``error`` set."""
         paths = [Path(p) for p in paths]
-        papers: dict[int, np.ndarray] = {}
-        errors: dict[int, str] = {}
-        for i, path in enumerate(paths):
-            try:
-                papers[i] = prepare_file(path, self.height)
-            except FormulaGanError as err:
-                errors[i] = str(err)
+        window = self.batch_size * WINDOW_BATCHES
+        for start in range(0, len(paths), window):
+            yield from self._read_window(paths[start : start + window])
+
+    def _read_window(self, paths: list[Path]) -> Iterator[Reading]:
+        prepared = [self._prepare(path) for path in paths]
+        papers = {i: p for i, p in enumerate(prepared) if isinstance(p, np.ndarray)}
         readings = dict(zip(papers, self.read_arrays(list(papers.values()), [str(paths[i]) for i in papers])))
         for i, path in enumerate(paths):
-            yield readings[i] if i in readings else Reading(str(path), None, [], None, errors[i])
+            yield readings[i] if i in readings else Reading(str(path), None, [], None, str(prepared[i]))
+
+    def _prepare(self, path: Path) -> np.ndarray | str:
+        """One file's paper, or the one line that says why it cannot be read."""
+        try:
+            return prepare_file(path, self.height)
+        except FormulaGanError as err:
+            return str(err)
 
     @torch.no_grad()
     def read_arrays(self, papers: Sequence[np.ndarray], names: Sequence[str] | None = None) -> list[Reading]:
         """Prepared uint8 papers [height, w] (dark ink on white) -> readings, in order."""
         names = list(names) if names is not None else [f"array {i}" for i in range(len(papers))]
+        papers = [_at_least(p, self.min_side) for p in papers]
         order = sorted(range(len(papers)), key=lambda i: papers[i].shape[1])  # width-sorted: little padding
         out: dict[int, Reading] = {}
         for start in range(0, len(order), self.batch_size):
@@ -113,6 +127,17 @@ class Recognizer:
                 tokens = self.vocab.decode(hyp.tokens)
                 out[i] = Reading(names[i], tokens_to_latex(tokens), tokens, round(hyp.score, 5))
         return [out[i] for i in range(len(papers))]
+
+
+def _at_least(paper: np.ndarray, side: int) -> np.ndarray:
+    """``paper`` widened and heightened with white margin, centered, to at least ``side`` px each way."""
+    h, w = paper.shape
+    if h >= side and w >= side:
+        return paper
+    top, left = max(0, side - h) // 2, max(0, side - w) // 2
+    out = np.full((max(h, side), max(w, side)), 255, dtype=np.uint8)
+    out[top : top + h, left : left + w] = paper
+    return out
 
 
 def _model_height(data_cfg: dict[str, Any]) -> int | None:
