@@ -151,6 +151,25 @@ def test_resume_rewrites_only_missing_shards_identically(rendered, corpus, tmp_p
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*")} == before
 
 
+def test_a_rerun_redoes_a_damaged_shard(rendered, corpus, tmp_path, capsys):
+    """A shard with a flipped byte was kept by the rerun, which exited 0 over a damaged set."""
+    import shutil
+
+    out = tmp_path / "damaged"
+    shutil.copytree(rendered, out)
+    data = bytearray((out / "shard-000001.tar").read_bytes())
+    data[data.index(b'"latex": "') + 11] ^= 0x01  # a label's character: same size, another sha256
+    (out / "shard-000001.tar").write_bytes(bytes(data))
+    capsys.readouterr()
+    assert _render(corpus, out, "--variants", "2", "--seed", "7") == 0
+    captured = capsys.readouterr()
+    [line] = captured.err.strip().splitlines()
+    assert line == f"{out / 'shard-000001.tar'}: sha256 differs from its sidecar's (modified or corrupt); the shard is done again"
+    assert "1 shards written" in captured.out
+    assert _checksums(out) == _checksums(rendered)
+    assert (out / "shard-000001.tar").read_bytes() == (rendered / "shard-000001.tar").read_bytes()
+
+
 def test_rerun_with_other_settings_into_the_same_folder_is_refused(rendered, corpus, capsys):
     assert _render(corpus, rendered, "--variants", "3", "--seed", "7") == 2
     assert "different job" in capsys.readouterr().err

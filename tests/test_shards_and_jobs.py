@@ -132,3 +132,48 @@ def test_reopening_removes_half_written_files_of_this_ranks_shards_only(tmp_path
     ShardedJob(tmp_path, {"kind": "test"}, 4, 0, 2).open()
     left = sorted(p.name for p in tmp_path.glob(".shard-*"))
     assert left == [".shard-000001.tar.tmp-88888"]
+
+
+def _flip_last_label_byte(path) -> None:
+    """One byte of the last sample's JSON changed: same size, different sha256."""
+    data = bytearray(path.read_bytes())
+    data[data.rindex(b'"x_') + 1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    # name: (how, what the rerun's line says)
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[:1536]), "1536 bytes, its sidecar says"),
+    "one byte flipped": (_flip_last_label_byte, "sha256 differs"),
+    "deleted": (lambda p: p.unlink(), "missing, though its sidecar shard-000001.json is there"),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGE))
+def test_a_rerun_redoes_a_damaged_shard_byte_identically(damage, tmp_path, capsys):
+    """A truncated or modified shard of a finished set was kept by the rerun (exit 0): its sidecar
+    was all a shard needed to count as complete."""
+    _, whole = _run(tmp_path / "ref", range(10))
+    out = tmp_path / "run"
+    _run(out, range(10))
+    capsys.readouterr()
+    how, message = DAMAGE[damage]
+    how(out / shard_name(1))
+    job, again = _run(out, range(10))
+    [line] = capsys.readouterr().err.strip().splitlines()  # one line, naming the shard
+    assert line.startswith(f"{out / shard_name(1)}: {message}") and line.endswith("the shard is done again")
+    assert job.damaged == [line]
+    assert again is not None and again["shards"] == whole["shards"]
+    for i in range(3):
+        assert (out / shard_name(i)).read_bytes() == (tmp_path / "ref" / shard_name(i)).read_bytes()
+    verify(out, samples=True)
+    job, _ = _run(out, range(10))  # and the next rerun finds nothing to do
+    assert job.damaged == [] and capsys.readouterr().err == ""
+
+
+def test_an_unreadable_sidecar_is_damage_redone_not_an_error(tmp_path, capsys):
+    _run(tmp_path, range(8))
+    (tmp_path / "shard-000000.json").write_text('{"name": "shard-0000')  # cut short
+    job = ShardedJob(tmp_path, {"kind": "test"}, 4).open()
+    assert [c.index for c in job.pending(range(8))] == [0]
+    assert "shard-000000.tar: its sidecar shard-000000.json is unreadable" in capsys.readouterr().err
