@@ -5,8 +5,8 @@ a checkbox overlays the per-symbol boxes of samples that have them (``render
 --boxes``, ``synthesize --method stitch``), each labelled with its token. The
 file holds everything it needs (images as data URIs, KaTeX's script, stylesheet
 and fonts inlined): it opens offline, from a mail attachment or a CI artifact.
-The LaTeX is data (a JSON block read by the page's script) and KaTeX renders it
-with ``trust: false``.
+The LaTeX is data (a JSON block read by the page's script, with no ``<``, ``>`` or
+``&`` in it: ``_script_json``) and KaTeX renders it with ``trust: false``.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ def _card(sample: Sample) -> str:
 
 def _page(chosen: list[Sample], manifest: dict[str, Any], shard_dir: Path) -> str:
     script, css = _katex_assets()
-    formulas = json.dumps([str(s.meta.get("latex", "")) for s in chosen], ensure_ascii=False).replace("</", "<\\/")
+    formulas = _script_json([str(s.meta.get("latex", "")) for s in chosen])
     with_boxes = sum(1 for s in chosen if s.meta.get("boxes"))
     title = f"{shard_dir.name}: {len(chosen)} of {manifest.get('num_samples', '?')} samples"
     return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
@@ -144,6 +144,15 @@ def _page(chosen: list[Sample], manifest: dict[str, Any], shard_dir: Path) -> st
             f'<div class="cards">{"".join(_card(s) for s in chosen)}</div>'
             f'<script type="application/json" id="formulas">{formulas}</script>'
             f"<script>{script}</script><script>{_SCRIPT}</script></body></html>\n")
+
+
+def _script_json(value: Any) -> str:
+    """JSON safe inside a <script> element. Escaping "</" is not enough: "<!--" followed by
+    "<script" puts the HTML parser in the "double escaped" state, where the block's own
+    </script> no longer ends it and the page's scripts after it are swallowed. With every
+    "<" (and ">", "&") as a \\u escape, no markup can appear, and JSON.parse gives the same text."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def _png_size(png: bytes) -> tuple[int, int]:

@@ -92,6 +92,31 @@ def test_a_formula_is_data_not_markup(tmp_path: Path):
     assert shown == 1
 
 
+def test_a_label_that_opens_an_html_comment_does_not_swallow_the_scripts(tmp_path: Path):
+    """"<!--<script>" in the JSON block put the HTML parser in its "double escaped" state: the
+    block's </script> no longer ended it, KaTeX's script and the page's were swallowed, and no
+    formula rendered at all."""
+    require_browser()
+    labels = ["x^2", "a<!--<script>b", "\\frac{1}{2}", "c</script>d\\&e", "<!--", "y>z"]
+    job = ShardedJob(tmp_path / "set", {"kind": "test"}, 10).open()
+    png = encode_png(np.full((20, 30), 255, dtype=np.uint8))
+    list(job.pending(range(1)))
+    samples = [Sample(f"k{i}", png, {"latex": latex, "tokens": "x", "source": f"t:{i}", "domain": "rendered"})
+               for i, latex in enumerate(labels)]
+    job.commit(0, ShardResult(samples))
+    job.finalize()
+    page = tmp_path / "page.html"
+    assert main(["gallery", str(tmp_path / "set"), "--out", str(page)]) == 0
+    assert b"<!--" not in page.read_bytes().split(b'id="formulas">')[1].split(b"</script>")[0]
+    state, _, outside, dialogs = open_page(page, """() => ({
+        katex: document.querySelectorAll('.formula .katex').length,
+        texts: [...document.querySelectorAll('.formula annotation')].map((a) => a.textContent),
+    })""")
+    assert state["katex"] == len(labels), "every formula rendered"
+    assert state["texts"] == labels, "each as written: the escapes are JSON's, the text is the label's"
+    assert outside == [] and dialogs == []
+
+
 def test_samples_and_seed_pick_and_bad_arguments_are_errors(boxed_set: Path, tmp_path: Path, capsys):
     page = tmp_path / "p.html"
     assert main(["gallery", str(boxed_set), "--out", str(page), "--samples", "2", "--seed", "3"]) == 0
