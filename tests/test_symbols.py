@@ -103,6 +103,81 @@ def test_a_damaged_bank_or_a_wrong_folder_is_a_clear_error(bank_dir: Path, tmp_p
     assert "no .inkml files" in capsys.readouterr().err
 
 
+def _segmented(traces: list[str], groups: list[tuple[str, list[int]]]) -> str:
+    """An InkML file with the given traces and leaf trace groups (label, trace numbers)."""
+    body = "".join(f'<trace id="{i}">{t}</trace>' for i, t in enumerate(traces))
+    views = ["".join(f'<traceView traceDataRef="{r}"/>' for r in refs) for _, refs in groups]
+    leaves = "".join(f'<traceGroup xml:id="g{i}"><annotation type="truth">{label}</annotation>{v}</traceGroup>'
+                     for i, ((label, _), v) in enumerate(zip(groups, views)))
+    return ('<ink xmlns="http://www.w3.org/2003/InkML"><annotation type="truth">$x$</annotation>'
+            '<annotation type="writer">w9</annotation>' + body
+            + f'<traceGroup xml:id="s"><annotation type="truth">Segmentation</annotation>{leaves}</traceGroup></ink>')
+
+
+def test_a_shared_stroke_or_an_empty_group_is_a_reject_not_a_glyph(tmp_path: Path):
+    """A stroke in two trace groups became a glyph of each symbol; a leaf group naming no trace
+    vanished without a reject."""
+    root = tmp_path / "in"
+    root.mkdir()
+    traces = ["0 30, 50 100", "50 30, 0 100", "100 30, 125 70", "150 30, 110 130", "200 20, 225 0, 225 100"]
+    groups = [("x", [0, 1]), ("y", [1, 2]), ("1", [4]), ("2", []), ("y", [3, 3])]
+    (root / "f.inkml").write_text(_segmented(traces, groups), encoding="utf-8")
+    report = prepare_symbols(root, tmp_path / "bank", progress=False)
+    rejects = {r["group"]: r for r in map(json.loads, (tmp_path / "bank" / REJECTS).read_text().splitlines())}
+    assert sorted(rejects) == [0, 1, 3, 4] and report.rejected == 4
+    assert rejects[0]["kind"] == rejects[1]["kind"] == "shared-trace"
+    assert rejects[0]["reason"] == "trace 1 is also in trace group 1 ('y'): one stroke cannot be two symbols"
+    assert rejects[1]["reason"] == "trace 1 is also in trace group 0 ('x'): one stroke cannot be two symbols"
+    assert rejects[3]["kind"] == "empty-group" and rejects[3]["label"] == "2"
+    assert rejects[4]["kind"] == "shared-trace" and "also in trace group this one, twice" in rejects[4]["reason"]
+    bank = SymbolBank(tmp_path / "bank")
+    assert [bank.glyph(i).token for i in range(len(bank))] == ["1"]  # the one group that is its own
+
+
+def _crafted(bank_dir: Path, tmp_path: Path, name: str, change) -> Path:
+    """A copy of the good bank's arrays, changed by ``change(arrays)``, saved as numpy would."""
+    with np.load(bank_dir / BANK, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    change(arrays)
+    path = tmp_path / f"{name}.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def _set(name: str, at: int, value) -> object:
+    def change(a: dict) -> None:
+        a[name] = a[name].copy()
+        a[name][at] = value
+    return change
+
+
+CRAFTED = {
+    # name: (change, what the error says)
+    "token index out of range": (lambda a: _set("glyph_token", 0, len(a["tokens"]))(a), "glyph_token holds indices outside"),
+    "writer index negative": (_set("glyph_writer", 3, -1), "glyph_writer holds indices outside"),
+    "file index out of range": (lambda a: _set("glyph_file", -1, 10**6)(a), "glyph_file holds indices outside"),
+    "NaN points": (_set("points", 5, np.nan), "points holds NaN or infinite values"),
+    "infinite size": (_set("glyph_size", 2, np.inf), "glyph_size holds NaN or infinite values"),
+    "negative stroke offset": (_set("stroke_start", 1, -4), "stroke_start is not strictly increasing"),
+    "negative glyph offset": (_set("glyph_start", 2, -1), "glyph_start is not strictly increasing"),
+    "offsets past the end": (lambda a: _set("stroke_start", -1, len(a["points"]) + 9)(a), "stroke_start must run from 0"),
+    "inconsistent lengths": (lambda a: a.update(glyph_file=a["glyph_file"][:-1]), "inconsistent lengths"),
+    "size of the wrong shape": (lambda a: a.update(glyph_size=a["glyph_size"][:, :1]), "must be [n, 2]"),
+    "points as text": (lambda a: a.update(points=a["points"].astype(str)), "points holds <U"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CRAFTED))
+def test_a_crafted_bank_is_one_clear_error_naming_the_file(case: str, bank_dir: Path, tmp_path: Path):
+    change, message = CRAFTED[case]
+    path = _crafted(bank_dir, tmp_path, "crafted", change)
+    with pytest.raises(FormulaGanError) as info:
+        SymbolBank(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: not a usable symbol bank: ") and message in text and "\n" not in text
+    assert len(SymbolBank(_crafted(bank_dir, tmp_path, "unchanged", lambda a: None))) == len(SymbolBank(bank_dir))
+
+
 @pytest.mark.data
 def test_real_crohme_slice(crohme_dir: Path, tmp_path: Path):
     """Forty files of every CROHME training source: every source's groups make it in."""

@@ -234,19 +234,23 @@ def _parse_points(text: str, tid: str, x_idx: int, y_idx: int) -> np.ndarray:
 
 
 def _trace_groups(root: ET.Element) -> list[tuple[str, list[str]]]:
-    """Symbol segmentation: (label, trace ids) for every group that names traces directly."""
+    """Symbol segmentation: (label, trace ids) for every labelled group that names traces
+    directly, and for every labelled leaf group (no group inside) that names none: a symbol
+    with no strokes is the file's fault, for its users to refuse, not to lose quietly."""
     groups = []
     for group in root.iter():
         if _local(group.tag) != "traceGroup":
             continue
-        label, refs = None, []
+        label, refs, leaf = None, [], True
         for child in group:
             name = _local(child.tag)
             if name == "annotation" and child.get("type") == "truth" and label is None:
                 label = (child.text or "").strip()
             elif name == "traceView" and child.get("traceDataRef") is not None:
                 refs.append(child.get("traceDataRef", ""))
-        if refs and label:
+            elif name == "traceGroup":
+                leaf = False
+        if label and (refs or leaf):
             groups.append((label, refs))
     return groups
 

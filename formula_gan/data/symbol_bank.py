@@ -5,7 +5,9 @@
 them) whose label maps to one token of the project's vocabulary, through the
 same KaTeX normalizer as every formula (``\\lt`` -> ``<``, ``\\ldots``,
 ``\\sqrt``, ``-``, which CROHME also uses for fraction bars). A trace group or a
-file that cannot be used is a line of ``rejects.jsonl`` with its reason.
+file that cannot be used is a line of ``rejects.jsonl`` with its reason; the
+segmentation is not trusted either: groups that share a stroke (every one of them)
+and groups that name no stroke are rejects too.
 
 Units: each glyph is stored in the unit "symbol heights of its own file" (the
 median height of the file's non-flat symbols, as the rasterizer's ``symbol``
@@ -15,7 +17,8 @@ coordinates were (0.01 to 10,000 units per symbol across CROHME's sources).
 Points closer than ``MIN_STEP`` to the previous kept point are dropped (far
 below a pixel at any size the rasterizer draws) and coordinates are float16.
 
-The file (``symbols.npz``, numpy arrays only, read with ``allow_pickle=False``):
+The file (``symbols.npz``, numpy arrays only, read with ``allow_pickle=False`` and
+checked whole on load: kinds, shapes, offsets, indices, finite numbers):
 
 * ``points`` float16 [P, 2]: every kept point, stroke after stroke;
 * ``stroke_start`` int64 [S + 1]: where each stroke's points begin in ``points``;
@@ -128,23 +131,64 @@ def file_glyphs(ink: Ink, tokens: dict[str, tuple[str | None, str | None]]) -> I
     writer = ink.writer or f"file:{ink.source}"
     scale, _ = symbol_height(ink)
     index = {tid: i for i, tid in enumerate(ink.trace_ids)}
+    shared = _shared_traces(ink.trace_groups)
     for number, (label, refs) in enumerate(ink.trace_groups):
-        token, reason = tokens.get(label, (None, f"label {label!r} was not mapped"))
-        kind = "label"
-        missing = [r for r in refs if r not in index]
-        if token is not None and missing:
-            token, kind, reason = None, "missing-trace", f"trace(s) {', '.join(missing[:3])} not in the file"
-        if token is not None and not scale > 0:
-            token, kind, reason = None, "zero-size", "the file's symbol height is 0"
-        if token is None:
+        problem = _group_problem(number, refs, index, shared) or _token_problem(label, tokens, scale)
+        if problem is not None:
+            kind, reason = problem
             yield {"source": ink.source, "group": number, "label": label, "kind": kind, "reason": reason}
             continue
+        token = tokens[label][0]
+        assert token is not None  # _token_problem refused the group otherwise
         strokes = [ink.strokes[index[r]] for r in refs]
         pts = np.concatenate(strokes)
         origin = pts.min(axis=0)
         kept = [_decimate((s - origin) / scale) for s in strokes]
         size = (pts.max(axis=0) - origin) / scale
         yield Glyph(token, writer, ink.source, kept, float(size[0]), float(size[1]))
+
+
+def _group_problem(number: int, refs: list[str], index: dict[str, int],
+                   shared: dict[int, str]) -> tuple[str, str] | None:
+    """(kind, reason) when a trace group's segmentation cannot be trusted, else None."""
+    if not refs:
+        return "empty-group", "the trace group names no trace"
+    if number in shared:
+        return "shared-trace", shared[number]
+    missing = [r for r in refs if r not in index]
+    if missing:
+        return "missing-trace", f"trace(s) {', '.join(missing[:3])} not in the file"
+    return None
+
+
+def _token_problem(label: str, tokens: dict[str, tuple[str | None, str | None]],
+                   scale: float) -> tuple[str, str] | None:
+    """(kind, reason) when a trace group's label or its file's scale is unusable, else None."""
+    token, reason = tokens.get(label, (None, f"label {label!r} was not mapped"))
+    if token is None:
+        return "label", str(reason)
+    if not scale > 0:
+        return "zero-size", "the file's symbol height is 0"
+    return None
+
+
+def _shared_traces(groups: list[tuple[str, list[str]]]) -> dict[int, str]:
+    """Group number -> why it is refused, for every group holding a trace that another group
+    (or itself, twice) holds too: one stroke cannot be two symbols, and which group it really
+    belongs to the file does not say, so every group that shares it goes."""
+    holders: dict[str, list[int]] = collections.defaultdict(list)  # trace id -> group numbers, per mention
+    for number, (_, refs) in enumerate(groups):
+        for ref in refs:
+            holders[ref].append(number)
+    out: dict[int, str] = {}
+    for tid, numbers in holders.items():
+        if len(numbers) < 2:
+            continue
+        for number in dict.fromkeys(numbers):
+            others = [o for o in dict.fromkeys(numbers) if o != number]
+            where = ", ".join(f"{o} ({groups[o][0]!r})" for o in others) if others else "this one, twice"
+            out.setdefault(number, f"trace {tid} is also in trace group {where}: one stroke cannot be two symbols")
+    return out
 
 
 def _decimate(stroke: np.ndarray) -> np.ndarray:
@@ -186,6 +230,61 @@ def write_bank(path: str | Path, glyphs: Sequence[Glyph]) -> None:
     atomic_write_bytes(path, buffer.getvalue())
 
 
+_NEEDED = frozenset({"points", "stroke_start", "glyph_start", "glyph_token", "glyph_writer", "glyph_file",
+                     "glyph_size", "tokens", "writers", "files", "format"})
+
+
+def _bank_problem(arrays: dict[str, np.ndarray]) -> str | None:
+    """What makes a bank's arrays unusable (the first thing found), or None: shapes and kinds,
+    offsets that index what they claim to, indices within their name lists, finite numbers."""
+    return _shape_problem(arrays) or _offset_problem(arrays) or _value_problem(arrays)
+
+
+def _shape_problem(a: dict[str, np.ndarray]) -> str | None:
+    kinds = {"points": "f", "glyph_size": "f", "stroke_start": "iu", "glyph_start": "iu", "glyph_token": "iu",
+             "glyph_writer": "iu", "glyph_file": "iu", "tokens": "U", "writers": "U", "files": "U"}
+    for name, kind in kinds.items():
+        if a[name].dtype.kind not in kind:
+            return f"{name} holds {a[name].dtype}, not {'numbers' if kind != 'U' else 'text'} of the right kind"
+        if a[name].ndim != (2 if name in ("points", "glyph_size") else 1):
+            return f"{name} has shape {a[name].shape}"
+    if a["points"].shape[1] != 2 or a["glyph_size"].shape[1] != 2:
+        return f"points {a['points'].shape} and glyph_size {a['glyph_size'].shape} must be [n, 2]"
+    g = len(a["glyph_token"])
+    lengths = {"glyph_writer": len(a["glyph_writer"]), "glyph_file": len(a["glyph_file"]),
+               "glyph_size": len(a["glyph_size"]), "glyph_start": len(a["glyph_start"]) - 1}
+    for name, n in lengths.items():
+        if n != g:
+            return f"{name} is for {n} glyphs, glyph_token for {g} (arrays of inconsistent lengths)"
+    return None
+
+
+def _offset_problem(a: dict[str, np.ndarray]) -> str | None:
+    """stroke_start / glyph_start: from 0, strictly increasing (no empty stroke or glyph), up to
+    the number of points / strokes."""
+    ends = {"stroke_start": len(a["points"]), "glyph_start": len(a["stroke_start"]) - 1}
+    for name, end in ends.items():
+        starts = a[name]
+        if len(starts) == 0 or starts[0] != 0 or starts[-1] != end:
+            return f"{name} must run from 0 to {end} (truncated or modified)"
+        if np.any(np.diff(starts) <= 0):
+            return f"{name} is not strictly increasing (a negative offset or an empty {name.split('_')[0]})"
+    return None
+
+
+def _value_problem(a: dict[str, np.ndarray]) -> str | None:
+    for name, names in (("glyph_token", "tokens"), ("glyph_writer", "writers"), ("glyph_file", "files")):
+        index = a[name]
+        if len(index) and (index.min() < 0 or index.max() >= len(a[names])):
+            return f"{name} holds indices outside 0..{len(a[names]) - 1} (the {len(a[names])} {names})"
+    for name in ("points", "glyph_size"):
+        if not np.isfinite(a[name].astype(np.float64)).all():
+            return f"{name} holds NaN or infinite values"
+    if len(a["glyph_size"]) and a["glyph_size"].min() < 0:
+        return "glyph_size holds negative sizes"
+    return None
+
+
 class SymbolBank:
     """The glyphs of a ``prepare-symbols`` folder (or its ``symbols.npz``), by token and writer.
 
@@ -203,10 +302,11 @@ class SymbolBank:
                 arrays = {k: data[k] for k in data.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:  # truncated, not an npz
             raise FormulaGanError(f"{file}: not a symbol bank ({err})") from err
-        needed = {"points", "stroke_start", "glyph_start", "glyph_token", "glyph_writer", "glyph_file", "glyph_size",
-                  "tokens", "writers", "files", "format"}
-        if not needed <= arrays.keys() or str(arrays["format"]) != FORMAT:
+        if not _NEEDED <= arrays.keys() or str(arrays["format"]) != FORMAT:
             raise FormulaGanError(f"{file}: not a symbol bank of format {FORMAT}")
+        problem = _bank_problem(arrays)
+        if problem is not None:  # a crafted or damaged file: never an IndexError in the stitcher later
+            raise FormulaGanError(f"{file}: not a usable symbol bank: {problem}")
         self.path = file
         self.points = arrays["points"].astype(np.float32)  # [P, 2]
         self.stroke_start = arrays["stroke_start"]
@@ -218,10 +318,6 @@ class SymbolBank:
         self.tokens = [str(t) for t in arrays["tokens"]]
         self.writers = [str(w) for w in arrays["writers"]]
         self.files = [str(f) for f in arrays["files"]]
-        g = len(self.glyph_token)
-        if len(self.glyph_start) != g + 1 or self.stroke_start[-1] != len(self.points) \
-                or self.glyph_start[-1] != len(self.stroke_start) - 1:
-            raise FormulaGanError(f"{file}: inconsistent symbol bank (truncated or modified)")
         self._by_token: dict[str, np.ndarray] = {
             t: np.flatnonzero(self.glyph_token == i) for i, t in enumerate(self.tokens)}
         # (token, writer) -> glyph indices: the "one hand per formula" lookups
