@@ -61,13 +61,14 @@ def export_shards(shard_dir: str | Path, out_dir: str | Path, fmt: str, *, split
     # Every shard as its manifest promises (size, sha256, sample count, each PNG decodes, every
     # key safe) before anything is written: an export is a copy other tools trust.
     report = verify(shard_dir, samples=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    target = out.resolve()  # "." or "out/" have a usable name and parent only once resolved
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
     tmp.mkdir()
     try:
-        with disk_space_for(out.parent, f"the export {out.name}", report.bytes):
+        with disk_space_for(target.parent, f"the export {target.name}", report.bytes):
             count = _write_layout(shard_dir, tmp, fmt, split, image_format)
-        os.replace(tmp, out)  # rename(2) replaces a missing or empty folder in one step
+        os.replace(tmp, target)  # rename(2) replaces a missing or empty folder in one step
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
