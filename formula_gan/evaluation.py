@@ -20,22 +20,15 @@ from typing import Any, Iterable, Sequence
 import torch
 from tqdm import tqdm
 
-from formula_gan.config import from_dict
 from formula_gan.data.batch import Batch
 from formula_gan.data.jobs import verify
 from formula_gan.data.loader import ShardSource, make_loader
-from formula_gan.data.vocab import Vocab
 from formula_gan.devices import resolve_device
 from formula_gan.errors import FormulaGanError
 from formula_gan.metrics import Scores, edit_distance, score_all
-from formula_gan.models.checksum import state_dict_sha256
-from formula_gan.models.recognizer import RecognizerModel
-from formula_gan.models.torch_files import load_error_message
-from formula_gan.training.recognizer_config import RecognizerRunConfig
+from formula_gan.recognition.files import load_recognizer
 from katex_render.canonical import canonicalize
 from katex_render.node_normalizer import Normalizer
-
-CHECKPOINT_KIND = "formula-gan-recognizer/1"
 
 
 @dataclass
@@ -120,33 +113,6 @@ def canonical_pairs(refs: list[list[str]], hyps: list[list[str]]) -> tuple[list[
         return canonicalize(refs, normalizer), canonicalize(hyps, normalizer)
 
 
-# ---- checkpoints -----------------------------------------------------------------------
-
-
-def load_recognizer(path: str | Path, device: torch.device | str = "cpu"):
-    """(model, vocab, checkpoint) from a recognizer checkpoint; loaded with ``weights_only=True``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FormulaGanError(f"recognizer checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated file or a pickle that is not plain data: say so (not torch's advice)
-        raise FormulaGanError(load_error_message(err, "recognizer checkpoint", path)) from err
-    if not isinstance(ckpt, dict) or ckpt.get("kind") != CHECKPOINT_KIND:
-        raise FormulaGanError(f"{path}: not a formula-gan recognizer checkpoint")
-    expected = ckpt.get("weights_sha256")  # exported files carry one (formula-gan export-recognizer)
-    if expected is not None and state_dict_sha256(ckpt["model"]) != expected:
-        raise FormulaGanError(f"{path}: the weights do not match their checksum (a damaged or modified file)")
-    try:
-        cfg = from_dict(RecognizerRunConfig, ckpt["config"])
-        vocab = Vocab(ckpt["vocab"])
-        model = RecognizerModel(len(vocab), cfg.model)
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:  # config or weights that do not fit the model
-        raise FormulaGanError(f"{path}: not a usable recognizer checkpoint ({type(err).__name__}: {err})") from err
-    return model.to(device).eval(), vocab, ckpt
-
-
 def evaluate_checkpoint(
     checkpoint: str | Path,
     shard_dirs: Sequence[str | Path],
@@ -159,8 +125,8 @@ def evaluate_checkpoint(
 ) -> EvalResult:
     """Evaluate a recognizer checkpoint on finished shard sets (read in full, in order)."""
     dev = resolve_device(device)
-    model, vocab, ckpt = load_recognizer(checkpoint, dev)
-    cfg = from_dict(RecognizerRunConfig, ckpt["config"])
+    loaded = load_recognizer(checkpoint, dev)
+    model, vocab, cfg = loaded.model, loaded.vocab, loaded.config
     for d in shard_dirs:
         # A test set is read whole: check it whole (sizes and sha256 as its manifest says),
         # or a modified label quietly changes every score.
@@ -169,7 +135,7 @@ def evaluate_checkpoint(
         [ShardSource(str(d)) for d in shard_dirs],
         vocab,
         batch_size,
-        height=cfg.data.height,  # the resolution the model was trained at
+        height=loaded.height,  # the resolution the model was trained at
         max_width=None,
         shuffle=False,
         seed=0,

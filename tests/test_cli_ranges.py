@@ -6,7 +6,6 @@ accepted (prepare-crohme --workers -2)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 

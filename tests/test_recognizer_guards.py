@@ -13,7 +13,7 @@ import torch
 
 from conftest import tiny_args
 from formula_gan.cli import main
-from formula_gan.evaluation import load_recognizer
+from formula_gan.recognition.files import load_recognizer
 from formula_gan.models.recognizer import RecognizerModel
 
 
@@ -86,11 +86,21 @@ def test_weight_average_is_what_is_validated_saved_and_resumed(digits: Path, tmp
     first = torch.load(run / "last.pt", weights_only=True)
     averaged, raw = first["model"], first["train_model"]
     assert any(not torch.equal(averaged[k], raw[k]) for k in raw if raw[k].is_floating_point())
-    model, _, _ = load_recognizer(run / "best.pt")  # readers load the average
-    loaded = model.state_dict()
+    loaded = load_recognizer(run / "best.pt").model.state_dict()  # readers load the average
     assert all(torch.equal(loaded[k], averaged[k]) for k in averaged)
     # resume to 20 steps: the raw weights continue from train_model, the average from model
     assert main(["train-recognizer", *args[:-1], "train.max_steps=20", "optim.ema_decay=0.9"]) == 0
     second = torch.load(run / "last.pt", weights_only=True)
     assert second["step"] == 20
     assert all(math.isfinite(float(v.float().abs().sum())) for v in second["model"].values())
+
+
+def test_non_finite_weights_are_refused_on_load_and_export(trained: Path, tmp_path: Path, capsys):
+    ckpt = torch.load(trained / "best.pt", weights_only=True)
+    name = next(k for k, v in ckpt["model"].items() if v.is_floating_point())
+    ckpt["model"][name] = ckpt["model"][name] * float("nan")  # what a diverged run would have saved
+    torch.save(ckpt, tmp_path / "nan.pt")
+    with pytest.raises(Exception, match="NaN or infinite"):
+        load_recognizer(tmp_path / "nan.pt")
+    assert main(["export-recognizer", str(tmp_path / "nan.pt"), "--out", str(tmp_path / "out.pt")]) == 2
+    assert "NaN or infinite" in capsys.readouterr().err and not (tmp_path / "out.pt").exists()

@@ -4,7 +4,6 @@ strokes that are the image's."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -60,7 +60,7 @@ def recognize(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> int:
-    from formula_gan.recognition.recognizer import export_recognizer
+    from formula_gan.recognition.files import export_recognizer
 
     info = export_recognizer(args.checkpoint, args.out)
     print(f"export-recognizer: step {info['step']}, weights sha256 {info['weights_sha256'][:16]}… -> {args.out}")

@@ -67,7 +67,7 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def train(args: argparse.Namespace) -> int:
     from formula_gan.config import load_config
-    from formula_gan.training.recognizer_config import RecognizerRunConfig
+    from formula_gan.recognition.config import RecognizerRunConfig
     from formula_gan.training.recognizer_loop import train_recognizer
 
     cfg = load_config(RecognizerRunConfig, args.config, args.overrides)

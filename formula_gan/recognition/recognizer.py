@@ -14,7 +14,6 @@ others go on.
 
 from __future__ import annotations
 
-import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
@@ -25,8 +24,7 @@ import torch
 from formula_gan.data.loader import collate
 from formula_gan.devices import resolve_device
 from formula_gan.errors import FormulaGanError
-from formula_gan.evaluation import CHECKPOINT_KIND, load_recognizer
-from formula_gan.models.checksum import state_dict_sha256
+from formula_gan.recognition.files import load_recognizer
 from formula_gan.recognition.preprocess import prepare_file
 from katex_render.normalize import tokens_to_latex
 
@@ -70,9 +68,9 @@ class Recognizer:
                 )
         self.checkpoint = Path(checkpoint)
         self.device = resolve_device(device)
-        self.model, self.vocab, ckpt = load_recognizer(self.checkpoint, self.device)
-        height = ckpt["config"]["data"]
-        self.height: int | None = _model_height(height)
+        loaded = load_recognizer(self.checkpoint, self.device)
+        self.model, self.vocab = loaded.model, loaded.vocab
+        self.height: int | None = loaded.height
         if self.height is None:
             raise FormulaGanError(
                 f"{self.checkpoint}: this recognizer reads images at their native size (symbol normalization); "
@@ -138,35 +136,3 @@ def _at_least(paper: np.ndarray, side: int) -> np.ndarray:
     out = np.full((max(h, side), max(w, side)), 255, dtype=np.uint8)
     out[top : top + h, left : left + w] = paper
     return out
-
-
-def _model_height(data_cfg: dict[str, Any]) -> int | None:
-    """The height the recognizer was trained at (its data config), None for native sizes."""
-    if int(data_cfg.get("resize_height", 0)) > 0:
-        return int(data_cfg["resize_height"])
-    return 128 if data_cfg.get("normalization") == "height128" else None
-
-
-def export_recognizer(checkpoint: str | Path, out: str | Path) -> dict[str, Any]:
-    """A training checkpoint -> a small file for inference: weights, config, vocabulary, step and a
-    checksum of the weights (no optimizer state). Returns what was written, less the weights."""
-    from formula_gan.data.shards import atomic_write_bytes
-
-    model, vocab, ckpt = load_recognizer(checkpoint, "cpu")
-    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    payload = {
-        "kind": CHECKPOINT_KIND,
-        "version": ckpt.get("version"),
-        "model": state,
-        "weights_sha256": state_dict_sha256(state),
-        "config": ckpt["config"],
-        "vocab": list(vocab.tokens),
-        "step": int(ckpt.get("step", 0)),
-        "best_exprate": float(ckpt.get("best_exprate", -1.0)),
-        "best_wer": float(ckpt.get("best_wer", float("inf"))),
-    }
-    buf = io.BytesIO()
-    torch.save(payload, buf)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, buf.getvalue())
-    return {k: v for k, v in payload.items() if k != "model"}

@@ -39,7 +39,8 @@ from formula_gan.data.render_job import RenderJobSpec, run_render_job
 from formula_gan.data.shards import atomic_write_bytes, read_shard
 from formula_gan.devices import resolve_device
 from formula_gan.errors import FormulaGanError
-from formula_gan.evaluation import load_recognizer, pooled_features, run_evaluation
+from formula_gan.evaluation import pooled_features, run_evaluation
+from formula_gan.recognition.files import load_recognizer
 from formula_gan.recognition.recognizer import default_recognizer
 from formula_gan.reports import write_json
 from formula_gan.scoring.frechet import feature_distance
@@ -124,7 +125,8 @@ def scorecard(
     if recognizer is None:
         raise FormulaGanError("no recognizer: this installation ships none; give one (--recognizer CKPT)")
     dev = resolve_device(device)
-    model, vocab, ckpt = load_recognizer(recognizer, dev)
+    judge = load_recognizer(recognizer, dev)
+    model, vocab = judge.model, judge.vocab
     synth = None
     if method is not None:  # made now: a bad generator or bank is an error before any rendering
         method_cls = method_class(method)
@@ -149,9 +151,7 @@ def scorecard(
     if not (synthetic / "manifest.json").is_file():
         raise FormulaGanError(f"{synthetic}: not a finished shard folder (no manifest.json)")
 
-    height = ckpt["config"]["data"].get("resize_height") or (
-        128 if ckpt["config"]["data"].get("normalization") == "height128" else None
-    )
+    height = judge.height
     dirs = {"real": Path(test_dir), "rendered": rendered, "synthetic": synthetic}
 
     def loader(path: Path, **kw: Any):
@@ -180,7 +180,7 @@ def scorecard(
     _write_sheets(sheet, out / "sheet_generated.png", dirs["real"], pairs, rendered, synthetic)
     payload = {
         "recognizer": str(recognizer),
-        "recognizer_step": int(ckpt.get("step", 0)),
+        "recognizer_step": judge.step,
         "generator": generator_info,
         "test": str(test_dir),
         "train": str(train_dir),

@@ -10,7 +10,7 @@ from formula_gan.errors import FormulaGanError
 from formula_gan.evaluation import evaluate_checkpoint
 from formula_gan.reports import write_json
 from formula_gan.synthesis import Resources, Synthesizer
-from formula_gan.training.recognizer_config import RecognizerRunConfig, SourceConfig
+from formula_gan.recognition.config import RecognizerRunConfig, SourceConfig
 from formula_gan.training.recognizer_loop import train_recognizer
 
 

@@ -30,13 +30,14 @@ from formula_gan.data.augment import AugmentConfig
 from formula_gan.data.loader import ShardSource, make_loader
 from formula_gan.data.vocab import Vocab
 from formula_gan.errors import FormulaGanError
-from formula_gan.evaluation import CHECKPOINT_KIND, autocast_for, run_evaluation
+from formula_gan.evaluation import autocast_for, run_evaluation
 from formula_gan.models.recognizer import RecognizerModel
 from formula_gan.models.torch_files import load_torch_file, save_torch_file
+from formula_gan.recognition.config import RecognizerRunConfig
+from formula_gan.recognition.files import CHECKPOINT_KIND
 from formula_gan.training.checkpoint import CheckpointError, rng_state, set_rng_state
 from formula_gan.training.distributed import DistInfo, setup_distributed, wrap_ddp
 from formula_gan.training.ema import EMA
-from formula_gan.training.recognizer_config import RecognizerRunConfig
 from formula_gan.training.schedule import warmup_cosine
 
 
