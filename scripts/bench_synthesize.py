@@ -37,9 +37,9 @@ two runs (stages alone, then pipelined; their samples must be identical), and,
 in the same run, the renderer's rates on the same formulas and styles: plain
 images (``render_plain_per_s``, the GAN path's and `render`'s), images with
 per-symbol boxes (``render_boxes_per_s``, ``render --boxes``) and boxes without
-images (``layout_boxes_per_s``, what stitching uses). Its formulas are CROHME's
-own labels (the symbols the bank has), from the folder the bank was made from,
-unless --corpus names a file.
+images (``layout_boxes_per_s``, what stitching uses). Its formulas are those of
+--corpus as for the GAN (symbols no writer has are composed or drawn from the
+fallback font, as synthesize does).
 """
 
 from __future__ import annotations
@@ -230,18 +230,6 @@ def memory(args: argparse.Namespace, tmp: Path) -> dict:
     }
 
 
-def crohme_corpus(symbols: Path, path: Path) -> str:
-    """The truth labels of the CROHME folder a symbol bank was made from, one per line."""
-    sys.path.insert(0, str(REPO))
-    from formula_gan.data.crohme_job import iter_crohme_labels
-    from katex_render.normalize import SourceFormula
-
-    source = json.loads((symbols / "manifest.json").read_text(encoding="utf-8"))["input"]
-    labels = [f.latex for f in iter_crohme_labels(source) if isinstance(f, SourceFormula)]
-    path.write_text("\n".join(labels) + "\n", encoding="utf-8")
-    return source
-
-
 def renderer_rates(formulas: Path, workers: int, seed: int = 0) -> dict:
     """Items/s of the renderer alone on the job's formulas and layout styles: plain, with boxes,
     boxes without images (one warm-up batch each first; the launch is not timed)."""
@@ -281,11 +269,7 @@ def stitch_speed(args: argparse.Namespace, tmp: Path) -> dict:
     from formula_gan.synthesis import Resources, Synthesizer
 
     symbols = Path(args.symbols)
-    if args.corpus:
-        src = make_input(args.formulas, tmp / "formulas.txt", args.corpus)
-    else:
-        src = crohme_corpus(symbols, tmp / "labels.txt")
-        make_input(args.formulas, tmp / "formulas.txt", str(tmp / "labels.txt"))
+    src = make_input(args.formulas, tmp / "formulas.txt", args.corpus)
     rates = renderer_rates(tmp / "formulas.txt", args.render_workers)
     resources = Resources(workers=args.stitch_workers, render_workers=args.render_workers)
     with Synthesizer("stitch", settings={"stitch": {"symbols": str(symbols)}}, resources=resources,

@@ -15,7 +15,7 @@ from formula_gan.cli import main as cli_main
 from formula_gan.data.jobs import load_manifest, shard_paths, verify
 from formula_gan.data.png import decode_png
 from formula_gan.data.shards import read_shard
-from formula_gan.data.symbol_bank import prepare_symbols
+from formula_gan.data.prepare_symbols import prepare_symbols
 from formula_gan.synthesis.methods import BUILTIN
 from symbol_files import write_symbol_files
 from test_render import require_browser

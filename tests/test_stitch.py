@@ -10,7 +10,8 @@ import pytest
 
 from formula_gan.data.inkml import parse_inkml
 from formula_gan.data.rasterize import draw_strokes, SYMBOL_HEIGHT_PX, RasterConfig, rasterize
-from formula_gan.data.symbol_bank import SymbolBank, prepare_symbols
+from formula_gan.data.prepare_symbols import prepare_symbols
+from formula_gan.data.symbol_bank import SymbolBank
 from formula_gan.stitching import StitchConfig, StitchError, Stitcher
 from formula_gan.stitching.formulas import stitch_formulas
 from katex_render.renderer import Renderer

@@ -21,7 +21,7 @@ from formula_gan.data.images import decode_png
 from formula_gan.data.inkml import parse_inkml
 from formula_gan.data.jobs import load_manifest, shard_paths, verify
 from formula_gan.data.shards import read_shard
-from formula_gan.data.symbol_bank import prepare_symbols
+from formula_gan.data.prepare_symbols import prepare_symbols
 from symbol_files import write_symbol_files
 from test_render import require_browser
 
@@ -178,15 +178,20 @@ def test_bad_options_are_named_before_any_work(work: Path, tmp_path: Path, capsy
     assert not out.exists()
 
 
-def test_the_bank_is_required_and_checked(work: Path, tmp_path: Path, capsys):
+def test_the_packaged_bank_is_the_default_and_a_bank_is_checked(work: Path, tmp_path: Path, capsys):
+    from formula_gan.data.symbol_bank import SymbolBank
+    from formula_gan.synthesis.methods.stitch import DEFAULT_BANK
+
     args = _args(work, tmp_path / "out")
     without = args[:args.index("--symbols")] + args[args.index("--symbols") + 2:]
-    assert cli_main(without) == 2  # (this installation ships no bank yet)
-    assert "no symbol bank" in capsys.readouterr().err
+    assert cli_main(without) == 0
+    assert load_manifest(tmp_path / "out")["generator"]["symbols"] == SymbolBank(DEFAULT_BANK).digest
+    args[args.index("--out") + 1] = str(tmp_path / "out2")
     args[args.index("--symbols") + 1] = str(tmp_path)
     assert cli_main(args) == 2
     assert "no symbol bank" in capsys.readouterr().err
-    gan = ["synthesize", str(work / "formulas.txt"), "--untrained-generator", "--out", str(tmp_path / "o"), "--ink"]
+    gan = ["synthesize", str(work / "formulas.txt"), "--method", "gan", "--untrained-generator", "--out",
+           str(tmp_path / "o"), "--ink"]
     assert cli_main(gan) == 2
     assert "--ink: not a setting of method 'gan'" in capsys.readouterr().err
 

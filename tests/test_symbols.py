@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from formula_gan.cli import main
-from formula_gan.data.symbol_bank import BANK, FEW, MANIFEST, REJECTS, SymbolBank, prepare_symbols
+from formula_gan.data.prepare_symbols import FEW, REJECTS, prepare_symbols
+from formula_gan.data.symbol_bank import BANK, MANIFEST, SymbolBank
 from formula_gan.errors import FormulaGanError
 from katex_render.errors import KatexRenderError
 from katex_render.normalize import check_katex, find_node
@@ -191,7 +192,68 @@ def test_real_crohme_slice(crohme_dir: Path, tmp_path: Path):
     bank = SymbolBank(tmp_path / "bank")
     assert report.glyphs == len(bank) > 40 * len(sources) * 3
     assert {f.split("/")[0] for f in bank.files} == {s.name for s in sources}
-    assert report.rejected <= 2  # the only unusable training files are two broken XML files
+    reasons = report.reasons
+    assert reasons["malformed-xml"] <= 2  # the only unusable training files are two broken XML files
+    assert set(reasons) <= {"malformed-xml", "outlier"} and reasons["outlier"] <= 0.002 * report.glyphs
     heights = np.array([bank.glyph_size[i][1] for i in bank.indices("x")])
     assert 0.4 < np.median(heights) < 1.2, "an x is about one symbol height in every source's units"
     assert bank.has("-") and bank.has("\\sqrt") and bank.has("<")
+
+
+def test_outliers_are_left_out_and_counted(tmp_path: Path):
+    """Twenty-five writers' x, one of them a scribble labelled x: the scribble goes, counted."""
+    from formula_gan.data.bank_curation import outliers
+    from formula_gan.data.symbol_bank import Glyph
+
+    t = np.linspace(0, 1, 12)
+    cross = [np.stack([t, t], 1).astype(np.float32), np.stack([t, 1 - t], 1).astype(np.float32)]
+    rng = np.random.default_rng(0)
+    glyphs = [Glyph("x", f"w{i}", f"f{i}", [s + rng.normal(0, 0.02, s.shape).astype(np.float32) for s in cross], 1, 1)
+              for i in range(25)]
+    ring = np.stack([0.5 + 0.5 * np.cos(6 * t), 0.5 + 0.5 * np.sin(6 * t)], 1).astype(np.float32)
+    glyphs.append(Glyph("x", "odd", "f-odd", [ring], 1, 1))
+    assert outliers(glyphs) == {25}
+    assert outliers(glyphs[:10] + [glyphs[25]]) == set(), "too few glyphs of a token to call one odd"
+
+
+def test_whole_writers_cover_every_token_and_rare_ones_are_topped_up():
+    from formula_gan.data.bank_curation import choose_writers
+    from formula_gan.data.symbol_bank import Glyph
+
+    stroke = [np.zeros((2, 2), np.float32)]
+    glyphs = [Glyph(tok, w, f"{w}-{k}", stroke, 1, 1) for w, toks in
+              [("a", "xyz"), ("b", "xy"), ("c", "q"), ("d", "xyzq"), ("e", "x")] for k, tok in enumerate(toks * 3)]
+    glyphs += [Glyph("r", "file:lonely", "lonely", stroke, 1, 1)]
+    chosen = choose_writers(glyphs, writers=1, min_per_token=0)
+    assert chosen.writers == ["d"] and {g.writer for g in chosen.kept} == {"d"}
+    assert len(chosen.kept) == 12, "all of the chosen writer's glyphs"
+    topped = choose_writers(glyphs, writers=1, min_per_token=4)
+    assert topped.topped_up == {"q": 1, "x": 1, "y": 1, "z": 1, "r": 1}
+    assert {g.token for g in topped.kept} == {"x", "y", "z", "q", "r"}
+
+
+def test_a_bank_that_does_not_match_its_manifest_checksum_is_refused(bank_dir: Path, tmp_path: Path, capsys):
+    import shutil
+
+    copy = tmp_path / "bank"
+    shutil.copytree(bank_dir, copy)
+    SymbolBank(copy)  # as written: loads
+    data = bytearray((copy / BANK).read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit: numpy may well still read it, the checksum does not
+    (copy / BANK).write_bytes(bytes(data))
+    with pytest.raises(FormulaGanError, match=f"{BANK}: does not match the checksum in {MANIFEST}"):
+        SymbolBank(copy)
+    formulas = tmp_path / "f.txt"
+    formulas.write_text("x+1\n")
+    assert main(["synthesize", str(formulas), "--symbols", str(copy), "--out", str(tmp_path / "out")]) == 2
+    assert "does not match the checksum" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_the_packaged_bank_loads_with_its_checksum_and_covers_crohme():
+    from formula_gan.synthesis.methods.stitch import DEFAULT_BANK
+
+    bank = SymbolBank(DEFAULT_BANK)
+    manifest = json.loads((DEFAULT_BANK / MANIFEST).read_text())
+    assert (DEFAULT_BANK / BANK).stat().st_size <= 3_000_000 and len(bank) == manifest["glyphs"]
+    assert len(bank.tokens) == 101 and (DEFAULT_BANK / "NOTICE").is_file()
+    assert "CC BY-NC-SA" in (DEFAULT_BANK / "NOTICE").read_text()

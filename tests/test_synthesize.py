@@ -96,7 +96,7 @@ def _synth(generator: Path, variants: int = VARIANTS, **gan):
 
 def _cli(formulas: Path, generator: Path | None, out: Path, *extra: str) -> list[str]:
     gen = ["--generator", str(generator)] if generator is not None else []
-    return [str(formulas), *gen, "--out", str(out), "--variants", str(VARIANTS), "--height", str(HEIGHT),
+    return [str(formulas), "--method", "gan", *gen, "--out", str(out), "--variants", str(VARIANTS), "--height", str(HEIGHT),
             "--samples-per-shard", str(PER_SHARD), "--batch-size", "4", "--render-workers", "1", "--device", "cpu",
             "--no-progress", *extra]
 
@@ -332,7 +332,7 @@ def test_an_output_folder_of_another_job_is_refused_untouched(reference, formula
 def test_untrained_generator_says_so_and_is_recorded(tmp_path: Path, capsys):
     small = tmp_path / "two.txt"
     small.write_text("x+1\n\\frac{1}{2}\n", encoding="utf-8")
-    code = cli_main(["synthesize", str(small), "--untrained-generator", "--out", str(tmp_path / "u"), "--height",
+    code = cli_main(["synthesize", str(small), "--method", "gan", "--untrained-generator", "--out", str(tmp_path / "u"), "--height",
                      str(HEIGHT), "--device", "cpu", "--render-workers", "1", "--no-progress"])
     captured = capsys.readouterr()
     assert code == 0, captured.err

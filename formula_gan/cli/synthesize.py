@@ -13,23 +13,26 @@ from formula_gan.synthesis.methods import method_names
 def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     p = sub.add_parser(
         "synthesize",
-        help="turn formulas into a sharded dataset of generated handwriting",
+        help="turn formulas into a sharded dataset of handwriting",
         description=(
-            "Read formulas (.txt one per line, im2latex .lst, .jsonl with 'latex'), normalize and "
-            "render them with KaTeX, translate the renderings into handwriting with a trained "
-            "generator, and write WebDataset shards, manifest.json, rejects.jsonl and preview.png. "
-            "Streams (memory does not grow with the input), resumes (rerun the same command after "
-            "an interruption) and splits (--num-shards/--shard-index, or RANK/WORLD_SIZE under torchrun). "
-            "--method stitch writes the formulas with real handwritten symbols of a symbol bank "
-            "(formula-gan prepare-symbols) placed where KaTeX lays them out, with no generator. Options marked "
-            "gan: or stitch: belong to that method; given to another, they are an error."
+            "Read formulas (.txt one per line, im2latex .lst, .jsonl with 'latex'), normalize them and lay "
+            "them out with KaTeX, write each in handwriting, and write WebDataset shards, manifest.json, "
+            "rejects.jsonl and preview.png. By default (--method stitch) real handwritten symbols of a symbol "
+            "bank (the packaged one, or --symbols DIR) are placed where KaTeX lays them out; --method gan "
+            "translates KaTeX's renderings with a trained generator (the paper's pipeline). Streams (memory "
+            "does not grow with the input), resumes (rerun the same command after an interruption) and splits "
+            "(--num-shards/--shard-index, or RANK/WORLD_SIZE under torchrun). Options marked gan: or stitch: "
+            "belong to that method; given to another, they are an error."
         ),
     )
-    p.add_argument("--method", default="gan", metavar="NAME",
-                   help=f"how to write: {', '.join(method_names())} (default gan; or a plug-in as module:Class). "
-                        "gan: a trained generator translates the renderings; stitch: real handwritten glyphs of a "
-                        "symbol bank placed in KaTeX's per-symbol boxes (each sample's JSON gets their boxes and writers)")
-    p.add_argument("--symbols", metavar="DIR", help="stitch: the symbol bank (formula-gan prepare-symbols --out DIR)")
+    p.add_argument("--method", default="stitch", metavar="NAME",
+                   help=f"how to write: {', '.join(method_names())} (default stitch; or a plug-in as module:Class). "
+                        "stitch: real handwritten glyphs of a symbol bank placed in KaTeX's per-symbol boxes (each "
+                        "sample's JSON gets their boxes, writers and glyph sources); gan: a trained generator "
+                        "translates the renderings (the paper's pipeline)")
+    p.add_argument("--symbols", metavar="DIR",
+                   help="stitch: a symbol bank (formula-gan prepare-symbols --out DIR); default: the packaged bank "
+                        "(CROHME, CC BY-NC-SA: see formula_gan/weights/symbols/NOTICE)")
     p.add_argument("--fallback-symbols", metavar="DIR",
                    help="stitch: a second symbol bank for what --symbols has no glyph for (before the Hershey font)")
     p.add_argument("--no-fallback", action="store_const", const=False, default=None,
@@ -42,22 +45,22 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="formula files")
     gen = p.add_mutually_exclusive_group()
     gen.add_argument("--generator", metavar="FILE",
-                     help="an exported generator (formula-gan export-generator); default: the packaged trained "
+                     help="gan: an exported generator (formula-gan export-generator); default: the packaged trained "
                           "generator (formula_gan/weights/generator.pt) when the installation has one")
     gen.add_argument(
         "--untrained-generator",
         action="store_true",
         default=None,
-        help="use a randomly initialized generator: exercises the pipeline, the output is NOT handwriting",
+        help="gan: a randomly initialized generator: exercises the pipeline, the output is NOT handwriting",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (resumed if it holds this same job)")
     p.add_argument("--variants", type=number(int, 1, 10_000), default=None, metavar="K", help="handwritings per formula (default 1)")
     p.add_argument("--seed", type=number(int, 0, 2**63 - 1), default=None, help="job seed: styles and z of every sample derive from it (default 0)")
     p.add_argument("--oversize", choices=["skip", "downscale"], default=None,
-                   help="inputs over 640,000 px at the working height: skip (reported as rejects) or downscale "
+                   help="gan: inputs over 640,000 px at the working height: skip (reported as rejects) or downscale "
                         "(drawn smaller; reported in the sample and the shard stats); default skip")
     p.add_argument("--max-tokens", type=number(int, 1), default=None, metavar="N", help="reject formulas of more than N tokens")
-    p.add_argument("--height", type=number(int, 32, 4096), default=None, help="working height: the height the generator was trained at (default 128)")
+    p.add_argument("--height", type=number(int, 32, 4096), default=None, help="gan: working height: the height the generator was trained at (default 128)")
     p.add_argument("--samples-per-shard", type=number(int, 1, 10**6), default=None, metavar="N", help="(default 1000)")
     p.add_argument("--config", default=None, metavar="YAML",
                    help="synthesis config: the shared keys (formula_gan.synthesis.SynthesisConfig) and the method's "
@@ -65,11 +68,11 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
                         "section or option is an error")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set style.font_size=[24,40] (repeatable)")
-    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
-    p.add_argument("--batch-size", type=number(int, 1, 4096), default=None, metavar="B", help="generator batch size (default 32)")
+    p.add_argument("--device", default=None, help="gan: cpu, cuda or cuda:N (default: cuda when present, else cpu)")
+    p.add_argument("--batch-size", type=number(int, 1, 4096), default=None, metavar="B", help="gan: generator batch size (default 32)")
     p.add_argument("--render-workers", type=number(int, 1, 64), default=None, metavar="N", help="Chromium processes (default 2; one per core)")
     p.add_argument("--cpu-threads", type=number(int, 1, 1024), default=None, metavar="N",
-                   help="torch threads of a CPU generator (default: the cores the renderers leave, at least 1)")
+                   help="gan: torch threads of a CPU generator (default: the cores the renderers leave, at least 1)")
     p.add_argument("--num-shards", type=number(int, 1, 10**6), default=None, metavar="N", help="split the job into N parts ...")
     p.add_argument("--shard-index", type=number(int, 0, 10**6), default=None, metavar="I", help="... and run part I (0-based)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

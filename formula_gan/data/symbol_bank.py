@@ -37,31 +37,20 @@ from __future__ import annotations
 import collections
 import io
 import json
-import time
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
-from formula_gan.data.crohme_job import _input_digest
-from formula_gan.data.ink_labels import premap_label
-from formula_gan.data.inkml import Ink, InkmlError, iter_inkml_files, read_inkml
-from formula_gan.data.rasterize import symbol_height
-from formula_gan.data.shards import atomic_write_bytes, atomic_write_json
+from formula_gan.data.shards import atomic_write_bytes
 from formula_gan.errors import FormulaGanError
 from formula_gan.hashing import sha256_file
-from katex_render.normalize import Normalizer
 
 BANK = "symbols.npz"
-MANIFEST = "manifest.json"
-REJECTS = "rejects.jsonl"
+MANIFEST = "manifest.json"  # beside the bank: its counts, reasons, and the sha256 checked on load
 FORMAT = "formula-gan-symbols/1"
-FEW = 20  # tokens with fewer samples than this are reported: too few hands to vary
-MIN_STEP = 0.01  # symbol heights between kept points
-NormalizeFn = Callable[[list[str]], list[tuple[list[str] | None, str | None]]]
 
 
 @dataclass
@@ -74,132 +63,6 @@ class Glyph:
     strokes: list[np.ndarray]  # each [n, 2] float32 (x, y), y down
     width: float
     height: float
-
-
-@dataclass
-class SymbolsReport:
-    out_dir: Path
-    files: int = 0
-    glyphs: int = 0
-    rejected: int = 0
-    reasons: collections.Counter = field(default_factory=collections.Counter)
-    few: dict[str, int] = field(default_factory=dict)  # token -> samples, for tokens under FEW
-    tokens: int = 0
-    writers: int = 0
-    seconds: float = 0.0
-
-    def summary(self) -> str:
-        top = ", ".join(f"{n}x {r}" for r, n in self.reasons.most_common(3)) or "none"
-        few = ", ".join(f"{t} ({n})" for t, n in sorted(self.few.items(), key=lambda kv: (kv[1], kv[0]))) or "none"
-        return (f"prepare-symbols: {self.glyphs} glyphs of {self.tokens} tokens by {self.writers} writers from "
-                f"{self.files} files, {self.rejected} rejected (top: {top}), {self.seconds:.1f} s -> {self.out_dir}\n"
-                f"tokens with fewer than {FEW} samples: {few}")
-
-
-# ---- labels -> tokens ---------------------------------------------------------------
-def label_tokens(labels: Sequence[str], normalize_fn: NormalizeFn) -> dict[str, tuple[str | None, str | None]]:
-    """Each distinct trace-group label -> (its one token, None) or (None, why not).
-
-    A label is normalized as a formula (CROHME spellings premapped as for the
-    formulas); a command that needs an argument (``\\sqrt``) is normalized with one
-    and stands for its first token."""
-    out: dict[str, tuple[str | None, str | None]] = {}
-    todo: dict[str, str] = {}
-    for label in labels:
-        try:
-            todo[label] = premap_label(label)
-        except InkmlError as err:
-            out[label] = (None, err.reason)
-    names = list(todo)
-    plain = normalize_fn([todo[n] for n in names])
-    with_arg = normalize_fn([todo[n] + " {x}" for n in names])
-    for name, (tokens, error), (arg_tokens, _) in zip(names, plain, with_arg):
-        if tokens is not None and len(tokens) == 1:
-            out[name] = (tokens[0], None)
-        elif arg_tokens is not None and len(arg_tokens) == 4 and arg_tokens[1:] == ["{", "x", "}"]:
-            out[name] = (arg_tokens[0], None)
-        elif tokens is None:
-            out[name] = (None, f"label {name!r} does not parse: {error}")
-        else:
-            out[name] = (None, f"label {name!r} is not one symbol: it normalizes to {' '.join(tokens)!r}")
-    return out
-
-
-# ---- one file -> glyphs -------------------------------------------------------------------
-def file_glyphs(ink: Ink, tokens: dict[str, tuple[str | None, str | None]]) -> Iterator[Glyph | dict[str, Any]]:
-    """The glyphs of one parsed file, and a reject record per trace group it cannot use."""
-    writer = ink.writer or f"file:{ink.source}"
-    scale, _ = symbol_height(ink)
-    index = {tid: i for i, tid in enumerate(ink.trace_ids)}
-    shared = _shared_traces(ink.trace_groups)
-    for number, (label, refs) in enumerate(ink.trace_groups):
-        problem = _group_problem(number, refs, index, shared) or _token_problem(label, tokens, scale)
-        if problem is not None:
-            kind, reason = problem
-            yield {"source": ink.source, "group": number, "label": label, "kind": kind, "reason": reason}
-            continue
-        token = tokens[label][0]
-        assert token is not None  # _token_problem refused the group otherwise
-        strokes = [ink.strokes[index[r]] for r in refs]
-        pts = np.concatenate(strokes)
-        origin = pts.min(axis=0)
-        kept = [_decimate((s - origin) / scale) for s in strokes]
-        size = (pts.max(axis=0) - origin) / scale
-        yield Glyph(token, writer, ink.source, kept, float(size[0]), float(size[1]))
-
-
-def _group_problem(number: int, refs: list[str], index: dict[str, int],
-                   shared: dict[int, str]) -> tuple[str, str] | None:
-    """(kind, reason) when a trace group's segmentation cannot be trusted, else None."""
-    if not refs:
-        return "empty-group", "the trace group names no trace"
-    if number in shared:
-        return "shared-trace", shared[number]
-    missing = [r for r in refs if r not in index]
-    if missing:
-        return "missing-trace", f"trace(s) {', '.join(missing[:3])} not in the file"
-    return None
-
-
-def _token_problem(label: str, tokens: dict[str, tuple[str | None, str | None]],
-                   scale: float) -> tuple[str, str] | None:
-    """(kind, reason) when a trace group's label or its file's scale is unusable, else None."""
-    token, reason = tokens.get(label, (None, f"label {label!r} was not mapped"))
-    if token is None:
-        return "label", str(reason)
-    if not scale > 0:
-        return "zero-size", "the file's symbol height is 0"
-    return None
-
-
-def _shared_traces(groups: list[tuple[str, list[str]]]) -> dict[int, str]:
-    """Group number -> why it is refused, for every group holding a trace that another group
-    (or itself, twice) holds too: one stroke cannot be two symbols, and which group it really
-    belongs to the file does not say, so every group that shares it goes."""
-    holders: dict[str, list[int]] = collections.defaultdict(list)  # trace id -> group numbers, per mention
-    for number, (_, refs) in enumerate(groups):
-        for ref in refs:
-            holders[ref].append(number)
-    out: dict[int, str] = {}
-    for tid, numbers in holders.items():
-        if len(numbers) < 2:
-            continue
-        for number in dict.fromkeys(numbers):
-            others = [o for o in dict.fromkeys(numbers) if o != number]
-            where = ", ".join(f"{o} ({groups[o][0]!r})" for o in others) if others else "this one, twice"
-            out.setdefault(number, f"trace {tid} is also in trace group {where}: one stroke cannot be two symbols")
-    return out
-
-
-def _decimate(stroke: np.ndarray) -> np.ndarray:
-    """Drop points within MIN_STEP of the last kept one (the last point is always kept)."""
-    keep = [0]
-    for i in range(1, len(stroke)):
-        if np.abs(stroke[i] - stroke[keep[-1]]).max() >= MIN_STEP:
-            keep.append(i)
-    if keep[-1] != len(stroke) - 1:
-        keep.append(len(stroke) - 1)
-    return stroke[keep].astype(np.float32)
 
 
 # ---- the bank file ------------------------------------------------------------------------
@@ -285,6 +148,21 @@ def _value_problem(a: dict[str, np.ndarray]) -> str | None:
     return None
 
 
+def _check_manifest(file: Path, sha256: str) -> None:
+    """A bank whose manifest states its checksum must match it (a bank file that was changed,
+    truncated or replaced after prepare-symbols wrote it is refused, naming the file)."""
+    manifest = file.parent / MANIFEST
+    if not manifest.is_file():
+        return  # a bare symbols.npz: nothing states what it should be
+    try:
+        stated = json.loads(manifest.read_text(encoding="utf-8")).get("bank_sha256")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+        raise FormulaGanError(f"{manifest}: not a readable bank manifest ({err})") from err
+    if stated is not None and stated != sha256:
+        raise FormulaGanError(f"{file}: does not match the checksum in {manifest.name} (a damaged or modified "
+                              "bank); make it again with `formula-gan prepare-symbols`")
+
+
 class SymbolBank:
     """The glyphs of a ``prepare-symbols`` folder (or its ``symbols.npz``), by token and writer.
 
@@ -297,6 +175,8 @@ class SymbolBank:
         file = path / BANK if path.is_dir() else path
         if not file.is_file():
             raise FormulaGanError(f"{path}: no symbol bank ({BANK}); make one with `formula-gan prepare-symbols`")
+        sha256 = sha256_file(file)
+        _check_manifest(file, sha256)
         try:
             with np.load(file, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
@@ -326,7 +206,7 @@ class SymbolBank:
             pairs[(t, w)].append(i)
         self._by_pair = {k: np.array(v) for k, v in pairs.items()}
         self._token_index = {t: i for i, t in enumerate(self.tokens)}
-        self.digest = sha256_file(file)[:16]
+        self.digest = sha256[:16]
 
     def __len__(self) -> int:
         return len(self.glyph_token)
@@ -360,72 +240,3 @@ class SymbolBank:
         w, h = self.glyph_size[index]
         return Glyph(self.tokens[self.glyph_token[index]], self.writers[self.glyph_writer[index]],
                      self.files[self.glyph_file[index]], self.strokes(index), float(w), float(h))
-
-
-# ---- the command --------------------------------------------------------------------------
-def prepare_symbols(inkml_dir: str | Path, out_dir: str | Path, *, normalize_fn: NormalizeFn | None = None,
-                    progress: bool = True) -> SymbolsReport:
-    """Write ``symbols.npz``, ``manifest.json`` and ``rejects.jsonl`` for every trace group
-    below ``inkml_dir`` into ``out_dir``. Rerunning replaces them (each is written whole)."""
-    started = time.perf_counter()
-    root = Path(inkml_dir)
-    files = iter_inkml_files(root)
-    if not files:
-        raise FormulaGanError(f"{root}: no .inkml files found")
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise FormulaGanError(f"--out {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    report = SymbolsReport(out_dir=out, files=len(files))
-    inks: list[Ink] = []
-    rejects: list[dict[str, Any]] = []
-    for path in tqdm(files, desc="prepare-symbols", unit="file", disable=not progress, dynamic_ncols=True):
-        rel = path.relative_to(root).as_posix()
-        try:
-            inks.append(read_inkml(path, source=rel))
-        except InkmlError as err:
-            rejects.append({"source": rel, "group": None, "label": None, "kind": err.kind, "reason": err.reason})
-    labels = sorted({label for ink in inks for label, _ in ink.trace_groups})
-    closer = None
-    if normalize_fn is None:
-        closer = Normalizer().__enter__()
-        normalize_fn = closer.normalize
-    try:
-        mapping = label_tokens(labels, normalize_fn)
-    finally:
-        if closer is not None:
-            closer.__exit__(None, None, None)
-    glyphs: list[Glyph] = []
-    for ink in inks:
-        for item in file_glyphs(ink, mapping):
-            (glyphs.append if isinstance(item, Glyph) else rejects.append)(item)
-    if not glyphs:
-        raise FormulaGanError(f"{root}: no usable trace group (the files have no symbol segmentation?)")
-    write_bank(out / BANK, glyphs)
-    counts = collections.Counter(g.token for g in glyphs)
-    report.reasons = collections.Counter(r["kind"] for r in rejects)
-    report.glyphs, report.rejected = len(glyphs), len(rejects)
-    report.tokens, report.writers = len(counts), len({g.writer for g in glyphs})
-    report.few = {t: n for t, n in counts.items() if n < FEW}
-    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rejects)
-    atomic_write_bytes(out / REJECTS, lines.encode("utf-8"))
-    atomic_write_json(out / MANIFEST, {
-        "format": FORMAT,
-        "input": str(root.resolve()),
-        "input_digest": _input_digest(root, files),
-        "bank": BANK,
-        "bank_sha256": sha256_file(out / BANK),
-        "files": len(files),
-        "files_used": len({g.file for g in glyphs}),
-        "glyphs": len(glyphs),
-        "rejected": len(rejects),
-        "reject_reasons": dict(report.reasons.most_common()),
-        "writers": report.writers,
-        "writers_annotated": len({g.writer for g in glyphs if not g.writer.startswith("file:")}),
-        "counts": dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "few": {"threshold": FEW, "tokens": dict(sorted(report.few.items(), key=lambda kv: (kv[1], kv[0])))},
-        "labels": {label: token for label, (token, _) in sorted(mapping.items()) if token is not None},
-        "min_step": MIN_STEP,
-    })
-    report.seconds = time.perf_counter() - started
-    return report

@@ -33,8 +33,11 @@ Choices, each a field of ``StitchConfig``:
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Literal, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
@@ -47,6 +50,7 @@ from formula_gan.data.symbol_bank import SymbolBank
 from formula_gan.errors import FormulaGanError
 from formula_gan.stitching.compose import BARS, Part, plan
 from formula_gan.stitching.hershey import HersheyGlyphs
+from formula_gan.stitching.layout_stats import Deviation, LayoutModel, relations
 from katex_render.boxes import SymbolBox
 
 # Tokens drawn with another symbol's glyph: bars are a writer's minus sign.
@@ -92,6 +96,16 @@ class StitchConfig:
     # A symbol no writer of the bank has (nor can compose, see compose.py): drawn from the
     # fallback bank, else from a Hershey stroke font (True), or the formula is a reject (False).
     fallback: bool = True
+    # Where glyphs go in their boxes: "jitter" uses the hand-set position_jitter, size_jitter and
+    # spread above; "means" adds to them how CROHME's writers place symbols against KaTeX's layout
+    # on average, per relation (scripts smaller and raised, fractions closer to the bar; measured
+    # by layout_stats.py: the bank's layout.json, else the package's); "measured" draws each
+    # formula's stretch and each symbol's size and height from the measured distributions instead.
+    layout: Literal["jitter", "means", "measured"] = "means"
+    # Smooth random warp of each glyph's strokes (symbol heights; 0: off).
+    elastic: float = 0.0
+    # Spread of the pen's width between formulas (log-normal sigma; 0: every formula the same pen).
+    pen_jitter: float = 0.0
 
     def __post_init__(self) -> None:
         if self.normalize not in ("height128", "symbol"):
@@ -100,7 +114,10 @@ class StitchConfig:
             raise ValueError(f"layout_px must be in 8..200, got {self.layout_px}")
         if not 1.0 <= self.aspect_limit <= 10.0:
             raise ValueError(f"aspect_limit must be in 1..10, got {self.aspect_limit}")
-        for name in ("position_jitter", "size_jitter", "slant", "glyph_slant", "baseline_drift", "spread"):
+        if self.layout not in ("jitter", "means", "measured"):
+            raise ValueError(f"layout must be jitter, means or measured, got {self.layout!r}")
+        for name in ("position_jitter", "size_jitter", "slant", "glyph_slant", "baseline_drift", "spread", "elastic",
+                     "pen_jitter"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in 0..1, got {value}")
@@ -138,6 +155,23 @@ class Stitched:
         return sorted(counts, key=lambda w: (-counts[w], w))
 
 
+# How CROHME's writers place symbols against KaTeX's layout (the training split, measured by
+# prepare-symbols --measure-layout for the packaged bank), for banks without a measurement of
+# their own (see layout_stats.py).
+DEFAULT_LAYOUT = Path(__file__).resolve().parents[1] / "weights" / "symbols" / "layout.json"
+LAYOUT_FILE = "layout.json"  # a bank's own measurement, beside its symbols.npz
+
+
+def load_layout(bank: SymbolBank) -> LayoutModel:
+    """The bank's own layout measurement (``layout.json`` beside it), else the package's."""
+    path = Path(bank.path).parent / LAYOUT_FILE
+    path = path if path.is_file() else DEFAULT_LAYOUT
+    try:
+        return LayoutModel(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, json.JSONDecodeError, ValueError) as err:
+        raise StitchError(f"{path}: not a usable layout measurement ({err})") from err
+
+
 class Stitcher:
     """Writes formulas with glyphs of a symbol bank.
 
@@ -156,6 +190,7 @@ class Stitcher:
         self.fallback_bank = (fallback_bank if isinstance(fallback_bank, SymbolBank) or fallback_bank is None
                               else SymbolBank(fallback_bank))
         self.hershey = HersheyGlyphs()
+        self.layout_model = load_layout(self.bank)
         # where a box's symbols may come from, in order (see plans)
         self._sources: list[tuple[str, Callable[[str], bool]]] = [("bank", self.bank.has)]
         if self.config.fallback:
@@ -224,16 +259,19 @@ class Stitcher:
         width = max(b.x1 for b in boxes) - left
         period = max(width, 4 * unit) * rng.uniform(1.0, 2.5)
         phase = rng.uniform(0.0, 2 * math.pi)
-        spread = rng.uniform(1.0, 1.0 + cfg.spread)
+        layout = self.layout_model.formula(rng, means=cfg.layout == "means") if cfg.layout != "jitter" else None
+        spread = layout.stretch if cfg.layout == "measured" and layout is not None else rng.uniform(1.0, 1.0 + cfg.spread)
+        rels = relations(tokens) if layout is not None else None
         placed = []
         for b, (parts, source) in zip(boxes, plans):
             strokes: list[np.ndarray] = []
             hands, first = [], -1
+            deviation = layout.symbol(rels[b.token], rng) if layout is not None and rels is not None else None
             for part in parts:
                 glyph, index, hand = self._pick(part.symbol, writer, rng)
                 first = index if first < 0 else first
                 hands.append(hand)
-                strokes.extend(self._fit(part, glyph, unit, slant, rng, (left, spread)))
+                strokes.extend(self._fit(part, glyph, unit, slant, rng, (left, spread), deviation))
             cx = (b.x0 + b.x1) / 2.0
             drift = cfg.baseline_drift * unit * math.sin(2 * math.pi * (cx - left) / period + phase)
             for st in strokes:
@@ -265,9 +303,10 @@ class Stitcher:
         return int(best[rng.integers(len(best))])
 
     def _fit(self, part: Part, glyph: Glyph, unit: float, slant: float, rng: np.random.Generator,
-             spread: tuple[float, float] = (0.0, 1.0)) -> list[np.ndarray]:
+             spread: tuple[float, float] = (0.0, 1.0), deviation: Deviation | None = None) -> list[np.ndarray]:
         """A glyph's strokes scaled into its part's box with jitter (layout px); x positions
-        spread by ``spread`` = (origin, factor)."""
+        spread by ``spread`` = (origin, factor); ``deviation``: the measured layout's size and
+        shift for this symbol (else the hand-set jitter)."""
         cfg = self.config
         gw, gh = glyph.width, glyph.height
         bx0, by0, bx1, by1 = part.box
@@ -277,7 +316,8 @@ class Stitcher:
         stretched = part.fit in ("bar", "radical")
         if stretched:
             bw = max(x1 - x0, 1.0)  # they cover what was spread
-        grow = math.exp(rng.normal(0.0, cfg.size_jitter))
+        grow = math.exp((deviation.size if deviation is not None else 0.0)
+                        + (rng.normal(0.0, cfg.size_jitter) if deviation is None or deviation.means else 0.0))
         if part.fit == "bar":  # stretched over the bar, natural thickness
             sx, sy = bw / max(gw, FLAT), unit
         elif part.fit == "radical":  # stretched over sign and vinculum
@@ -298,20 +338,30 @@ class Stitcher:
             sx, sy = scale * math.sqrt(ratio), scale / math.sqrt(ratio)
         lean = slant + rng.normal(0.0, cfg.glyph_slant)
         jitter = rng.normal(0.0, cfg.position_jitter * unit, size=2)
+        if deviation is not None:
+            # Measured vertical placement. Horizontally a writer's deviations from KaTeX are a
+            # drift along the line (each symbol where the last one ended), not independent draws:
+            # drawn per symbol they pile glyphs onto each other, so x keeps the hand-set jitter
+            # and the measured per-formula stretch.
+            jitter[1] = deviation.dy * unit + (jitter[1] if deviation.means else 0.0)
         if stretched or part.fit == "tall":
             jitter[0] = 0.0  # a bar, a radical or a delimiter must keep covering what it covers
         cx = (x0 + x1) / 2.0 + jitter[0]
         cy = (by0 + by1) / 2.0 + jitter[1]
+        warp = _elastic(rng, cfg.elastic) if cfg.elastic > 0 and not stretched else None
         out = []
         for st in glyph.strokes:
-            p = (st.astype(np.float64) - (gw / 2.0, gh / 2.0)) * (sx, sy)  # [n, 2] centred
+            q = st.astype(np.float64)
+            if warp is not None:
+                q = q + warp(q / max(gw, gh, FLAT)) * max(gw, gh, FLAT)  # the warp is in glyph sizes
+            p = (q - (gw / 2.0, gh / 2.0)) * (sx, sy)  # [n, 2] centred
             p[:, 0] -= lean * p[:, 1]  # y points down: a positive lean tilts the top to the right
             p += (cx, cy)
             out.append(p)
         return out
 
     # ---- drawing ------------------------------------------------------------------------------
-    def draw(self, glyphs: Sequence[PlacedGlyph], latex: str = "") -> Stitched:
+    def draw(self, glyphs: Sequence[PlacedGlyph], latex: str = "", pen: float | None = None) -> Stitched:
         """Rasterize placed glyphs as prepare-crohme rasterizes CROHME, and box each glyph."""
         strokes = [s for g in glyphs for s in g.strokes]
         ids: list[str] = []
@@ -321,10 +371,13 @@ class Stitcher:
             ids.extend(refs)
             groups.append((g.symbol, refs))  # labels as CROHME's: the symbol normalization reads them
         ink = Ink(strokes=strokes, truth=latex, trace_groups=groups, trace_ids=ids)
-        image, info = rasterize(ink, self.config.raster())
+        raster = self.config.raster()
+        if pen is not None:
+            raster = dataclasses.replace(raster, pen_width=pen)
+        image, info = rasterize(ink, raster)
         to_image = _image_transform(ink, info)
         # the pen's half width, and anti-aliasing reaches half a pixel further
-        half = self.config.raster().pen / 2.0 + 0.5
+        half = raster.pen / 2.0 + 0.5
         boxes = []
         for g in glyphs:
             pts = to_image(np.concatenate(g.strokes))
@@ -335,7 +388,10 @@ class Stitcher:
 
     def stitch(self, tokens: Sequence[str], boxes: Sequence[SymbolBox], seed: int, latex: str = "") -> Stitched:
         """``place`` then ``draw``. Raises ``StitchError`` naming a token the bank lacks."""
-        return self.draw(self.place(tokens, boxes, seed), latex)
+        pen = None
+        if self.config.pen_jitter > 0:  # one pen per formula, drawn apart from the layout's randomness
+            pen = self.config.raster().pen * math.exp(np.random.default_rng([seed, 1]).normal(0.0, self.config.pen_jitter))
+        return self.draw(self.place(tokens, boxes, seed), latex, pen)
 
     def inkml(self, stitched: Stitched, latex: str) -> bytes:
         """The strokes as InkML, in the image's pixel coordinates, one trace group per glyph
@@ -362,6 +418,23 @@ class Stitcher:
         lines.append("</traceGroup>")
         lines.append("</ink>")
         return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def _elastic(rng: np.random.Generator, amplitude: float):
+    """A smooth random displacement of a glyph's points (as fractions of its size): a sum of
+    two low-frequency sine waves per axis, of ``amplitude`` (symbol heights) at most."""
+    freq = rng.uniform(0.5, 1.5, size=(2, 2))
+    phase = rng.uniform(0.0, 2 * math.pi, size=(2, 2))
+    amp = rng.uniform(-amplitude, amplitude, size=(2, 2)) / 2.0
+
+    def warp(p: np.ndarray) -> np.ndarray:  # [n, 2] -> [n, 2]
+        dx = amp[0, 0] * np.sin(2 * math.pi * freq[0, 0] * p[:, 1] + phase[0, 0]) + amp[0, 1] * np.sin(
+            2 * math.pi * freq[0, 1] * p[:, 0] + phase[0, 1])
+        dy = amp[1, 0] * np.sin(2 * math.pi * freq[1, 0] * p[:, 0] + phase[1, 0]) + amp[1, 1] * np.sin(
+            2 * math.pi * freq[1, 1] * p[:, 1] + phase[1, 1])
+        return np.stack([dx, dy], axis=1)
+
+    return warp
 
 
 def _image_transform(ink: Ink, info: dict):

@@ -78,7 +78,7 @@ class Synthesizer:
 
     def __init__(
         self,
-        method: "Method | str" = "gan",
+        method: "Method | str" = "stitch",
         config: SynthesisConfig | None = None,
         *,
         settings: Mapping[str, Any] | None = None,
