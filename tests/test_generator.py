@@ -169,7 +169,8 @@ def test_a_generator_file_states_its_contract_and_a_false_one_is_refused(tmp_pat
     save_generator(Generator(**SMALL), path, step=7, config={"data": {"height": 48, "frame": True}})
     payload = torch.load(path, weights_only=True)
     assert payload["format_version"] == FORMAT_VERSION == 3
-    assert payload["contract"] == {"height": 48, "frame": True, "stride": 16, "in_channels": 1, "z_dim": SMALL["z_dim"]}
+    assert payload["contract"] == {"height": 48, "frame": True, "stride": 16, "in_channels": 1, "z_dim": SMALL["z_dim"],
+                                   "source": "rendered"}
     assert load_generator(path)[1]["contract"] == payload["contract"]
     # a file of version 2 (before the contract was stated): derived from its training config
     old = dict(payload, format_version=2)

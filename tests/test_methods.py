@@ -92,3 +92,36 @@ def test_the_stitch_path_imports_no_torch(formulas: Path, tmp_path: Path):
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert load_manifest(tmp_path / "out")["num_samples"] > 0
     assert np.asarray(decode_png((tmp_path / "out" / "preview.png").read_bytes())).size > 0
+
+
+def test_refine_composes_the_stitcher_and_a_generator_trained_on_stitched_inputs(formulas: Path, tmp_path: Path, capsys):
+    import torch
+
+    from formula_gan.models.generator import Generator
+    from formula_gan.models.generator_io import save_generator
+
+    write_symbol_files(tmp_path / "inkml")
+    prepare_symbols(tmp_path / "inkml", tmp_path / "bank", progress=False)
+    torch.manual_seed(0)
+    refiner, renderer_gan = tmp_path / "refiner.pt", tmp_path / "gan.pt"
+    save_generator(Generator(width=0.0625, residual=True, output="clamp", skip=True), refiner, step=3,
+                   config={"data": {"source_domain": "synthetic", "height": 32, "frame": True}})
+    save_generator(Generator(width=0.0625), renderer_gan, step=4, config={"data": {"height": 32}})
+    common = ["--symbols", str(tmp_path / "bank"), "--render-workers", "1", "--stitch-workers", "0", "--device", "cpu",
+              "--no-progress"]
+    out = tmp_path / "refined"
+    assert cli_main(["synthesize", str(formulas), "--method", "refine", "--generator", str(refiner), "--out", str(out),
+                     *common]) == 0
+    manifest = load_manifest(out)
+    assert manifest["method"] == "refine" and manifest["generator"]["generator"]["step"] == 3
+    samples = [s for p in shard_paths(out) for s in read_shard(p)]
+    assert samples and all(decode_png(s.png).shape[0] == 32 for s in samples), "at the generator's height"
+    assert all("glyph_sources" in s.meta and "z_seed" in s.meta for s in samples)
+    # a generator of renderings is not a refiner, and a refiner is not a generator of renderings
+    assert cli_main(["synthesize", str(formulas), "--method", "refine", "--generator", str(renderer_gan),
+                     "--out", str(tmp_path / "x"), *common]) == 2
+    assert "translates KaTeX renderings, not stitched handwriting" in capsys.readouterr().err
+    assert cli_main(["synthesize", str(formulas), "--method", "gan", "--generator", str(refiner), "--out",
+                     str(tmp_path / "y"), "--render-workers", "1", "--device", "cpu", "--no-progress"]) == 2
+    assert "use --method refine" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

@@ -62,7 +62,8 @@ def test_gan_method_takes_height_and_frame_from_its_generator_file(tmp_path: Pat
     save_generator(Generator(width=0.0625), g, step=1, config={"data": {"height": 64, "frame": True}})
     made = GanMethod.create({"gan": GanSettings(generator=str(g))}, Resources(device="cpu"), None)
     assert (made.settings.height, made.settings.frame) == (64, True)
-    assert made.gen.contract == {"height": 64, "frame": True, "stride": 16, "in_channels": 1, "z_dim": 120}
+    assert made.gen.contract == {"height": 64, "frame": True, "stride": 16, "in_channels": 1, "z_dim": 120,
+                                 "source": "rendered"}
     kept = GanMethod.create({"gan": GanSettings(generator=str(g), height=32, frame=False)}, Resources(device="cpu"), None)
     assert (kept.settings.height, kept.settings.frame) == (32, False)
     with pytest.raises(FormulaGanError, match="multiple of the generator's stride 16"):

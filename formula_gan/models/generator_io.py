@@ -34,7 +34,8 @@ PAPER_HEIGHT = 128  # the height of a file that does not say (the paper's)
 
 def contract_of(generator: Generator, config: dict[str, Any]) -> dict[str, Any]:
     """What synthesis must feed a generator: its input height and framing (as it was trained),
-    stride (sizes are multiples of it), input channels and z size."""
+    stride (sizes are multiples of it), input channels, z size, and what its inputs were
+    (``source``: KaTeX renderings, or stitched handwriting for a refiner)."""
     data = config.get("data", {}) if isinstance(config, dict) else {}
     return {
         "height": int(data.get("height", PAPER_HEIGHT)),
@@ -42,6 +43,7 @@ def contract_of(generator: Generator, config: dict[str, Any]) -> dict[str, Any]:
         "stride": STRIDE,
         "in_channels": 1,
         "z_dim": int(generator.z_dim),
+        "source": str(data.get("source_domain", "rendered")),
     }
 
 
@@ -130,11 +132,12 @@ def _checked_contract(path: Path, contract: Any, generator: Generator) -> dict[s
     try:
         height, stride, z_dim = int(contract["height"]), int(contract["stride"]), int(contract["z_dim"])
         ok = (stride == STRIDE and height >= stride and height % stride == 0 and z_dim == generator.z_dim
-              and int(contract["in_channels"]) == 1 and isinstance(contract["frame"], bool))
+              and int(contract["in_channels"]) == 1 and isinstance(contract["frame"], bool)
+              and contract.get("source", "rendered") in ("rendered", "synthetic"))
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
         raise GeneratorFileError(f"{path}: its contract {contract!r} does not describe the generator it holds "
                                  f"(stride {STRIDE}, z size {generator.z_dim}, one input channel)")
-    return dict(contract)
+    return {"source": "rendered", **contract}  # files of the first format 3 builds did not say: renderings
 

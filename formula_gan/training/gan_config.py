@@ -58,7 +58,10 @@ class TaskModelConfig:
 
 @dataclass
 class GanDataConfig:
-    rendered: list[str] = field(default_factory=list)  # shard folders (with manifest.json) of rendered formulas
+    rendered: list[str] = field(default_factory=list)  # shard folders (with manifest.json) of the generator's inputs
+    # What those inputs are: KaTeX renderings (the paper), or stitched handwriting (synthesize
+    # --method stitch: the refiner, which learns what stitching cannot give).
+    source_domain: Literal["rendered", "synthetic"] = "rendered"
     handwritten: list[str] = field(default_factory=list)  # shard folders of handwriting (CROHME)
     vocab: str | None = None  # vocabulary JSON; None: the union of the shard folders' manifests
     height: int = 128

@@ -224,7 +224,7 @@ class ShardGanData:
             raise GanDataError("data.rendered is empty: name the rendered shard folders (formula-gan prepare-formulas)")
         if not d.handwritten:
             raise GanDataError("data.handwritten is empty: name the handwritten shard folders (formula-gan prepare-crohme)")
-        for key, paths, expected in (("data.rendered", d.rendered, "rendered"), ("data.handwritten", d.handwritten, "handwritten")):
+        for key, paths, expected in (("data.rendered", d.rendered, d.source_domain), ("data.handwritten", d.handwritten, "handwritten")):
             for path in paths:
                 found = load_manifest(path).get("domain")
                 if found is not None and found != expected:
@@ -253,7 +253,7 @@ class ShardGanData:
         else:
             self._source_loaders = (loader(rendered, cfg.seed, d.batch_size),)
         self._real = loader(real, cfg.seed + 1, d.batch_size)
-        self._check_source = DOMAIN_IDS["rendered"] if not cfg.handwritten_source else None
+        self._check_source = DOMAIN_IDS[d.source_domain] if not cfg.handwritten_source else None
         self._check_real = DOMAIN_IDS["handwritten"] if not cfg.swap_target_domain else None
 
     def iterator(self, state: dict[str, Any] | None) -> _ShardBatches:

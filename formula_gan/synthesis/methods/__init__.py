@@ -18,6 +18,7 @@ from formula_gan.errors import FormulaGanError
 BUILTIN: dict[str, str] = {
     "gan": "formula_gan.synthesis.methods.gan:GanMethod",
     "stitch": "formula_gan.synthesis.methods.stitch:StitchMethod",
+    "refine": "formula_gan.synthesis.methods.refine:RefineMethod",
 }
 
 

@@ -78,6 +78,7 @@ def cpu_threads_for(resources: Resources) -> int:
 
 class GanMethod:
     name: ClassVar[str] = "gan"
+    source: ClassVar[str] = "rendered"  # what its generator was trained to translate
     sections: ClassVar[Mapping[str, type]] = {"gan": GanSettings}
     uses: ClassVar[frozenset[str]] = frozenset({"device", "batch_size", "cpu_threads"})
 
@@ -85,6 +86,9 @@ class GanMethod:
         self.gen = gen
         # the working height and framing the generator states, unless the settings say
         contract = gen.contract
+        if contract.get("source", "rendered") != self.source:
+            raise FormulaGanError(f"this generator was trained on {contract.get('source')} inputs, not on "
+                                  f"{self.source} ones: use --method {'refine' if self.source == 'rendered' else 'gan'}")
         self.settings = dataclasses.replace(
             settings,
             height=settings.height if settings.height is not None else int(contract["height"]),
