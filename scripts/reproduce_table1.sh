@@ -8,6 +8,9 @@
 # 2014. Writes results/table1_<scale>.md with the task models' training-loss plot.
 #
 #   scripts/reproduce_table1.sh --scale tiny     # CPU, minutes per row: tiny GANs and task models
+#   scripts/reproduce_table1.sh --scale cpu      # two CPU cores, hours: the refiner's ablations, the stitcher and
+#                                                # the rendering GAN -> results/table1_cpu.md (scripts/table1_cpu.py;
+#                                                # what follows -- goes to it, e.g. -- --rows refine,stitch)
 #   scripts/reproduce_table1.sh --scale full     # GPU: the paper's sizes (configs/gan/<row>.yaml)
 #
 # Options: --data DIR (default $FORMULA_GAN_DATA or ../shared/data), --rows "lambda0 lambda1 ...",
@@ -29,11 +32,14 @@ while [[ $# -gt 0 ]]; do
     --rows) ROWS="$2"; shift 2 ;;
     --device) DEVICE="$2"; shift 2 ;;
     --gan-steps) GAN_STEPS="$2"; shift 2 ;;
+    --) shift; break ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-case "$SCALE" in tiny|full) ;; *) echo "--scale must be tiny or full" >&2; exit 2 ;; esac
+case "$SCALE" in tiny|full) ;; cpu) exec python3 scripts/table1_cpu.py --data "$DATA" "$@" ;;
+  *) echo "--scale must be tiny, cpu or full" >&2; exit 2 ;; esac
+[[ $# -eq 0 ]] || { echo "arguments after -- go to --scale cpu only" >&2; exit 2; }
 
 FG=(python3 -m formula_gan)
 # What each ablation row changes, for the tiny scale (the full scale reads configs/gan/<row>.yaml).
