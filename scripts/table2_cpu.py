@@ -6,10 +6,11 @@ validated on CROHME train formulas and writers held out whole (``formula-gan spl
 on CROHME test 2014 with beam search:
 
     a  CROHME only
-    b  CROHME + GAN-synthetic        (the shipped generator)
+    b  CROHME + GAN on renderings    (the paper's pipeline: the packaged generator, configs/gan/cpu.yaml)
     c  CROHME + stitched             (real CROHME symbols in KaTeX's boxes)
-    d  GAN-synthetic only
+    d  CROHME + stitched -> refined  (the GAN refiner, --refiner FILE)
     e  stitched only
+    f  refined only
 
 Both synthetic sets are written from the same formulas: the shared im2latex corpus (its
 training split), the paper's filters (CROHME's vocabulary, <= 50 tokens), the first
@@ -34,10 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 FG = [sys.executable, "-m", "formula_gan"]
 ROWS = {
     "a": ("CROHME only", ["crohme"]),
-    "b": ("CROHME + GAN-synthetic", ["crohme", "gan"]),
+    "b": ("CROHME + GAN on renderings", ["crohme", "gan"]),
     "c": ("CROHME + stitched", ["crohme", "stitch"]),
-    "d": ("GAN-synthetic only", ["gan"]),
+    "d": ("CROHME + stitched -> refined", ["crohme", "refine"]),
     "e": ("stitched only", ["stitch"]),
+    "f": ("refined only", ["refine"]),
 }
 METRICS = ["exprate", "le1", "le2", "wer", "cer"]
 
@@ -118,9 +120,11 @@ def main() -> int:
     ap.add_argument("--work", type=Path, default=ROOT / "datasets" / "prepared" / "table2-cpu")
     ap.add_argument("--runs", type=Path, default=ROOT / "runs" / "table2-cpu")
     ap.add_argument("--results", type=Path, default=ROOT / "results")
-    ap.add_argument("--rows", default="abcde", help="which rows (default abcde)")
+    ap.add_argument("--rows", default="abcdef", help="which rows (default abcdef)")
     ap.add_argument("--formulas", type=int, default=20000, help="formulas per synthetic set (default 20000)")
-    ap.add_argument("--generator", type=Path, default=ROOT / "formula_gan" / "weights" / "generator.pt")
+    ap.add_argument("--generator", type=Path, default=ROOT / "formula_gan" / "weights" / "generator.pt",
+                    help="row b's generator of renderings (default: the packaged one)")
+    ap.add_argument("--refiner", type=Path, default=None, help="rows d and f: a refiner (configs/gan/refine.yaml, exported)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--weight", type=float, default=1.0, help="synthetic : CROHME sampling weight (default 1)")
     ap.add_argument("--parallel", type=int, default=2, help="rows trained at once, one thread each (default 2)")
@@ -156,13 +160,21 @@ def main() -> int:
             choose_formulas(norm, formulas, args.formulas, args.seed, held_out_formulas(split / "val", crohme / "test2014"))
     if "gan" in need:
         sets["gan"] = str(work / "synthetic-gan")
-        steps.run(FG + ["synthesize", str(work / "formulas.txt"), "--generator", str(args.generator),
+        steps.run(FG + ["synthesize", str(work / "formulas.txt"), "--method", "gan", "--generator", str(args.generator),
                         "--out", sets["gan"], "--seed", str(args.seed), "--no-progress"],
                   Path(sets["gan"]) / "manifest.json")  # fmt: skip
-    if "stitch" in need:
+    if need & {"stitch", "refine"}:
         symbols = work / "symbols"
         steps.run(FG + ["prepare-symbols", str(split / "train"), "--out", str(symbols), "--no-progress"],
                   symbols / "manifest.json")  # fmt: skip
+    if "refine" in need:
+        if args.refiner is None:
+            sys.exit("rows d and f need --refiner FILE (an exported refiner: configs/gan/refine.yaml)")
+        sets["refine"] = str(work / "synthetic-refine")
+        steps.run(FG + ["synthesize", str(work / "formulas.txt"), "--method", "refine", "--generator", str(args.refiner),
+                        "--symbols", str(symbols), "--out", sets["refine"], "--seed", str(args.seed), "--no-progress"],
+                  Path(sets["refine"]) / "manifest.json")  # fmt: skip
+    if "stitch" in need:
         sets["stitch"] = str(work / "synthetic-stitch")
         steps.run(FG + ["synthesize", str(work / "formulas.txt"), "--method", "stitch", "--symbols", str(symbols),
                         "--out", sets["stitch"], "--seed", str(args.seed), "--no-progress"],
