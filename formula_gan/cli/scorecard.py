@@ -38,7 +38,9 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--test", required=True, metavar="DIR", help="real test shards (prepare-crohme of CROHME test 2014)")
     p.add_argument("--train", required=True, metavar="DIR", help="real training shards (the floor of the distances)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the sets, scorecard.json/.md and sheet.png")
-    p.add_argument("--recognizer", metavar="CKPT", help="the judge (default: the shipped recognizer)")
+    p.add_argument("--recognizer", metavar="CKPT",
+                   help="the judge (default: the packaged judge, a recognizer trained on real CROHME handwriting "
+                        "alone: one trained with synthetic data would favour the data it saw)")
     p.add_argument("--seed", type=number(int, 0), default=0, help="render styles and z (default 0)")
     p.add_argument("--beam", type=number(int, 1, 100), default=1, help="beam width of the readings (default 1: greedy)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")

@@ -25,6 +25,21 @@ from formula_gan.models.torch_files import load_torch_file, save_torch_file
 from formula_gan.recognition.config import RecognizerRunConfig
 
 CHECKPOINT_KIND = "formula-gan-recognizer/1"
+WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+# The scorecard's judge: a recognizer trained on real CROHME handwriting alone. A recognizer
+# trained with stitched data reads stitched images more easily and maps them closer to real in
+# its features, so it cannot referee stitching against a GAN; the best recognizer (weights/
+# recognizer.pt) may be such a one, the judge never is.
+JUDGE = WEIGHTS / "judge.pt"
+
+
+def default_judge() -> Path | None:
+    """The packaged judge (weights/judge.pt), else the packaged recognizer when it is the
+    CROHME-only one, else None."""
+    if JUDGE.is_file():
+        return JUDGE
+    fallback = WEIGHTS / "recognizer.pt"
+    return fallback if fallback.is_file() else None
 
 
 @dataclass

@@ -40,8 +40,7 @@ from formula_gan.data.shards import atomic_write_bytes, read_shard
 from formula_gan.devices import resolve_device
 from formula_gan.errors import FormulaGanError
 from formula_gan.evaluation import pooled_features, run_evaluation
-from formula_gan.recognition.files import load_recognizer
-from formula_gan.recognition.recognizer import default_recognizer
+from formula_gan.recognition.files import default_judge, load_recognizer
 from formula_gan.reports import write_json
 from formula_gan.scoring.frechet import feature_distance
 from formula_gan.synthesis import Resources, Synthesizer, method_class
@@ -121,7 +120,7 @@ def scorecard(
     check_domain(train_dir, "handwritten", "train set")
     if (method is None) == (synthetic_dir is None):
         raise FormulaGanError("give either a method to write the test formulas or a synthetic set written elsewhere")
-    recognizer = recognizer or default_recognizer()
+    recognizer = recognizer or default_judge()
     if recognizer is None:
         raise FormulaGanError("no recognizer: this installation ships none; give one (--recognizer CKPT)")
     dev = resolve_device(device)
