@@ -170,3 +170,13 @@ def test_stitch_formulas_from_python(bank):
     assert results[2] == "stitch: no glyph for token \\clubsuit in the symbol bank"
     again = stitch_formulas(["x+1=2"], bank, seed=0)
     assert (again[0].image == results[0].image).all(), "formula i's seed depends on the job seed, i and the formula"
+
+
+def test_a_formula_whose_glyphs_come_out_illegibly_small_is_a_reject(bank):
+    require_browser()
+    nested = "\\frac{1}{" * 40 + "2" + "}" * 40
+    deep, normal = stitch_formulas([nested, "x+1=2"], bank, seed=0)
+    assert isinstance(deep, str) and deep.startswith("stitch: illegible:") and "stitch.min_glyph_px" in deep
+    assert not isinstance(normal, str)
+    loose = stitch_formulas([nested], bank, seed=0, config=StitchConfig(min_glyph_px=0))
+    assert not isinstance(loose[0], str), "the threshold is a setting"

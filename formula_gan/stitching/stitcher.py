@@ -55,6 +55,8 @@ from katex_render.boxes import SymbolBox
 # Tokens drawn with another symbol's glyph: bars are a writer's minus sign.
 GLYPH_OF = {bar: "-" for bar in BARS}
 FLAT = 0.15  # a glyph less than this many symbol heights wide (or high) is flat that way
+# Symbols that are small by nature: a dot is legible at any size its pen gives it.
+LEGIBLE_ANY_SIZE = frozenset({".", ",", "\cdot", "'", "\prime", "-", "\ldots", "\cdots"})
 HERSHEY_SYMBOL_HEIGHT = 21.0  # Hershey units from cap line to base line: one symbol height
 
 
@@ -105,6 +107,10 @@ class StitchConfig:
     elastic: float = 0.0
     # Spread of the pen's width between formulas (log-normal sigma; 0: every formula the same pen).
     pen_jitter: float = 0.0
+    # A formula whose smallest symbol (dots and bars aside) comes out less than this many pixels
+    # high, the pen's width not counted, is a reject: below it a glyph is a blot (40 nested
+    # fractions at height 128 are a black wedge), and a recognizer would learn noise from it.
+    min_glyph_px: float = 4.0
 
     def __post_init__(self) -> None:
         if self.normalize not in ("height128", "symbol"):
@@ -113,6 +119,8 @@ class StitchConfig:
             raise ValueError(f"layout_px must be in 8..200, got {self.layout_px}")
         if not 1.0 <= self.aspect_limit <= 10.0:
             raise ValueError(f"aspect_limit must be in 1..10, got {self.aspect_limit}")
+        if not 0.0 <= self.min_glyph_px <= 64.0:
+            raise ValueError(f"min_glyph_px must be in 0..64, got {self.min_glyph_px}")
         if self.layout not in ("jitter", "means", "measured"):
             raise ValueError(f"layout must be jitter, means or measured, got {self.layout!r}")
         for name in ("position_jitter", "size_jitter", "slant", "glyph_slant", "baseline_drift", "spread", "elastic",
@@ -342,7 +350,17 @@ class Stitcher:
         pen = None
         if self.config.pen_jitter > 0:  # one pen per formula, drawn apart from the layout's randomness
             pen = self.config.raster().pen * math.exp(np.random.default_rng([seed, 1]).normal(0.0, self.config.pen_jitter))
-        return self.draw(self.place(tokens, boxes, seed), latex, pen)
+        stitched = self.draw(self.place(tokens, boxes, seed), latex, pen)
+        self._check_legible(stitched, pen if pen is not None else self.config.raster().pen)
+        return stitched
+
+    def _check_legible(self, stitched: Stitched, pen: float) -> None:
+        sizes = [(b.y1 - b.y0 - pen - 1.0, g.symbol) for b, g in zip(stitched.boxes, stitched.glyphs)
+                 if g.symbol not in LEGIBLE_ANY_SIZE]
+        if sizes and min(sizes)[0] < self.config.min_glyph_px:
+            size, symbol = min(sizes)
+            raise StitchError(f"illegible: {symbol} comes out {max(size, 0.0):.1f} px high (stitch.min_glyph_px is "
+                              f"{self.config.min_glyph_px:g}) in a {stitched.image.shape[1]}x{stitched.image.shape[0]} image")
 
     def inkml(self, stitched: Stitched, latex: str) -> bytes:
         """The strokes as InkML (``drawing.inkml``): the online form of the sample."""
