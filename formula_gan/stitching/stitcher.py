@@ -56,7 +56,7 @@ from katex_render.boxes import SymbolBox
 GLYPH_OF = {bar: "-" for bar in BARS}
 FLAT = 0.15  # a glyph less than this many symbol heights wide (or high) is flat that way
 # Symbols that are small by nature: a dot is legible at any size its pen gives it.
-LEGIBLE_ANY_SIZE = frozenset({".", ",", "\cdot", "'", "\prime", "-", "\ldots", "\cdots"})
+LEGIBLE_ANY_SIZE = frozenset({".", ",", "\\cdot", "'", "\\prime", "-", "\\ldots", "\\cdots"})
 HERSHEY_SYMBOL_HEIGHT = 21.0  # Hershey units from cap line to base line: one symbol height
 
 
