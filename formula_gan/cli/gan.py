@@ -26,12 +26,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a training checkpoint's EMA generator alone, for synthesis",
         description=(
             "Write the EMA generator of CKPT (spectral norm baked into the weights) with its config, step "
-            "and the checkpoint's sha256 to FILE; load it with formula_gan.models.generator_io.load_generator."
+            "and the checkpoint's sha256 to FILE; load it with formula_gan.models.generator_io.load_generator. "
+            "--onnx also writes it as an ONNX graph for `synthesize --engine onnx` (its contract, step and the "
+            "generator file's sha256 in its metadata, a checksum of its weights checked on load); CKPT may then "
+            "be an exported generator file itself (the packaged formula_gan/weights/generator.pt, say), "
+            "without --out."
         ),
     )
-    e.add_argument("checkpoint", metavar="CKPT", help="a train-gan checkpoint.pt")
-    e.add_argument("--out", required=True, help="generator file to write")
+    e.add_argument("checkpoint", metavar="CKPT", help="a train-gan checkpoint.pt (or, with --onnx only, a generator file)")
+    e.add_argument("--out", help="generator file to write (needed for a training checkpoint)")
     e.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size; loaded as float32)")
+    e.add_argument("--onnx", metavar="FILE", help="also (or only, from a generator file) write an ONNX graph "
+                                                  "(needs the extra: pip install 'formula-gan[onnx]')")
     e.set_defaults(func=_export)
 
 
@@ -48,8 +54,23 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from formula_gan.errors import FormulaGanError
     from formula_gan.training.checkpoint import export_generator
 
-    path, sha, step = export_generator(args.checkpoint, args.out, fp16=args.fp16)
-    print(f"export-generator: {path} (step {step}, sha256 {sha})")
+    if not args.out and not args.onnx:
+        raise FormulaGanError("export-generator: give --out FILE, --onnx FILE or both")
+    if args.onnx:
+        from formula_gan.models.onnx_files import require
+
+        require("onnx"), require("onnxruntime")  # before the torch file is written: all or nothing
+    source = args.checkpoint
+    if args.out:
+        path, sha, step = export_generator(args.checkpoint, args.out, fp16=args.fp16)
+        print(f"export-generator: {path} (step {step}, sha256 {sha})")
+        source = path
+    if args.onnx:
+        from formula_gan.models.onnx_generator import export_generator_onnx
+
+        info = export_generator_onnx(source, args.onnx)
+        print(f"export-generator: {args.onnx} (ONNX, step {info['step']}, generator sha256 {info['generator_sha256'][:16]}…)")
     return 0

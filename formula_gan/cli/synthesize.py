@@ -73,6 +73,10 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--render-workers", type=number(int, 1, 64), default=None, metavar="N", help="Chromium processes (default 2; one per core)")
     p.add_argument("--cpu-threads", type=number(int, 1, 1024), default=None, metavar="N",
                    help="gan: torch threads of a CPU generator (default: the cores the renderers leave, at least 1)")
+    p.add_argument("--engine", choices=["torch", "onnx"], default=None,
+                   help="gan, refine: what runs the generator: torch (default) or onnx (ONNX Runtime on the CPU, "
+                        "faster; pip install 'formula-gan[onnx]'; --generator may then be an ONNX file of "
+                        "export-generator --onnx). Speed only: outputs agree within 1e-4, a job resumes with either")
     p.add_argument("--num-shards", type=number(int, 1, 10**6), default=None, metavar="N", help="split the job into N parts ...")
     p.add_argument("--shard-index", type=number(int, 0, 10**6), default=None, metavar="I", help="... and run part I (0-based)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -86,7 +90,7 @@ SECTION_OPTIONS = {"generator": "generator", "untrained_generator": "untrained",
                    "no_fallback": "fallback"}
 # Options that set a resource (speed only), by the resource; the method must use it.
 RESOURCE_OPTIONS = {"device": "device", "batch_size": "batch_size", "cpu_threads": "cpu_threads",
-                    "stitch_workers": "workers"}
+                    "stitch_workers": "workers", "engine": "engine"}
 
 
 def run(args: argparse.Namespace) -> int:

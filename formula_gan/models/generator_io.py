@@ -122,22 +122,23 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     meta = {k: payload.get(k) for k in ("config", "model", "step", "source_sha256", "dtype", "package_version")}
     meta["sha256"] = sha256_file(path)
     # version 2 files predate the stated contract: it follows from their training config
-    meta["contract"] = _checked_contract(path, payload.get("contract") or contract_of(generator, payload.get("config") or {}),
-                                         generator)
+    meta["contract"] = checked_contract(path, payload.get("contract") or contract_of(generator, payload.get("config") or {}),
+                                        generator.z_dim)
     return generator.to(device).eval(), meta
 
 
-def _checked_contract(path: Path, contract: Any, generator: Generator) -> dict[str, Any]:
-    """The contract as stated, refused with one line when it cannot be what this generator takes."""
+def checked_contract(path: Path, contract: Any, z_dim: int) -> dict[str, Any]:
+    """The contract as stated, refused with one line when it cannot be what a generator of this z
+    size takes (the torch file's and the ONNX file's contracts are checked alike)."""
     try:
-        height, stride, z_dim = int(contract["height"]), int(contract["stride"]), int(contract["z_dim"])
-        ok = (stride == STRIDE and height >= stride and height % stride == 0 and z_dim == generator.z_dim
+        height, stride, stated_z = int(contract["height"]), int(contract["stride"]), int(contract["z_dim"])
+        ok = (stride == STRIDE and height >= stride and height % stride == 0 and stated_z == z_dim
               and int(contract["in_channels"]) == 1 and isinstance(contract["frame"], bool)
               and contract.get("source", "rendered") in ("rendered", "synthetic"))
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
         raise GeneratorFileError(f"{path}: its contract {contract!r} does not describe the generator it holds "
-                                 f"(stride {STRIDE}, z size {generator.z_dim}, one input channel)")
+                                 f"(stride {STRIDE}, z size {z_dim}, one input channel)")
     return {"source": "rendered", **contract}  # files of the first format 3 builds did not say: renderings
 

@@ -7,7 +7,7 @@ preview, resume, splits). A method says the rest:
 * ``sections``: its typed config sections (dataclasses), by name. A composed
   method has its parts' sections too (``refine``: ``stitch`` and ``refine``).
   A section of another method in a job's config is an error naming the key.
-* ``uses``: which :class:`Resources` it reads; one that it does not read,
+* ``uses``: which :class:`Resources` it reads (``engine``: it runs a generator); one that it does not read,
   given explicitly, is an error (``--device`` means nothing to the stitcher).
 * ``create(sections, resources, log)``: the method, ready (files loaded, pools
   started); everything wrong with its set-up is an error here, before any work.
@@ -46,8 +46,13 @@ class Resources:
     cpu_threads: int | None = None  # torch threads of a CPU generator (None: the cores the browsers leave)
     workers: int | None = None  # processes of a CPU-bound stage such as stitching (None: one per core)
     render_workers: int = 2  # Chromium processes (every method lays out formulas)
+    # What runs a generator: "torch", or "onnx" (ONNX Runtime, CPU; the extra formula-gan[onnx]).
+    # Speed only, as the device is: the outputs agree within 1e-4 of ink (synthesis/generation.py).
+    engine: str = "torch"
 
     def __post_init__(self) -> None:
+        if self.engine not in ("torch", "onnx"):
+            raise ValueError(f"engine must be torch or onnx, got {self.engine!r}")
         if self.batch_size < 1 or self.render_workers < 1:
             raise ValueError("batch size and render workers must be at least 1")
         if self.cpu_threads is not None and self.cpu_threads < 1:

@@ -21,6 +21,7 @@ from formula_gan.synthesis.generation import (
     default_generator,
     generate_stage,
     load,
+    on_engine,
     untrained_generator,
 )
 from formula_gan.synthesis.layouts import RenderedImages
@@ -56,10 +57,11 @@ class GanSettings:
 
 
 def load_generator_setting(generator: str | None, untrained: bool, resources: Resources) -> LoadedGenerator:
-    """The generator a setting names (the packaged one for None), on the resources' device."""
-    device = resolve_device(resources.device)
+    """The generator a setting names (the packaged one for None), on the resources' device and engine
+    (the onnx engine: on the CPU, unless a device is named, which is then an error)."""
+    device = resolve_device(resources.device or ("cpu" if resources.engine == "onnx" else None))
     if untrained:
-        return untrained_generator(device)
+        return on_engine(untrained_generator(device), resources.engine, cpu_threads_for(resources))
     path = generator or default_generator()
     if path is None:
         raise FormulaGanError(
@@ -67,12 +69,12 @@ def load_generator_setting(generator: str | None, untrained: bool, resources: Re
             "--generator FILE (from `formula-gan export-generator`), or ask for --untrained-generator "
             "explicitly to try the pipeline (random weights: the output is NOT handwriting)"
         )
-    return load(path, device)
+    return load(path, device, resources.engine, cpu_threads_for(resources))
 
 
 def cpu_threads_for(resources: Resources) -> int:
-    """Torch threads of a CPU generator: the cores the browsers leave, at least one (more make
-    OpenMP spin against Chromium: on a busy 2-core machine 1 thread is ~2x faster than 2)."""
+    """Threads of a CPU generator (torch's or ONNX Runtime's): the cores the browsers leave, at least
+    one (more make OpenMP spin against Chromium: on a busy 2-core machine 1 thread is ~2x faster than 2)."""
     return resources.cpu_threads or max(1, (os.cpu_count() or 1) - resources.render_workers)
 
 
@@ -80,7 +82,7 @@ class GanMethod:
     name: ClassVar[str] = "gan"
     source: ClassVar[str] = "rendered"  # what its generator was trained to translate
     sections: ClassVar[Mapping[str, type]] = {"gan": GanSettings}
-    uses: ClassVar[frozenset[str]] = frozenset({"device", "batch_size", "cpu_threads"})
+    uses: ClassVar[frozenset[str]] = frozenset({"device", "batch_size", "cpu_threads", "engine"})
 
     def __init__(self, settings: GanSettings, gen: LoadedGenerator, resources: Resources) -> None:
         self.gen = gen

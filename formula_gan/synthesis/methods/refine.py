@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterator, Literal, Mapping
 
 from formula_gan.errors import FormulaGanError
-from formula_gan.synthesis.generation import UNTRAINED_WARNING, LoadedGenerator, generate_stage, load, untrained_generator
+from formula_gan.synthesis.generation import (UNTRAINED_WARNING, LoadedGenerator, generate_stage, load, on_engine,
+                                             untrained_generator)
 from formula_gan.synthesis.items import Piece
 from formula_gan.synthesis.layouts import SymbolBoxes
 from formula_gan.synthesis.methods.base import Resources
@@ -56,7 +57,7 @@ class RefineSettings:
 class RefineMethod:
     name: ClassVar[str] = "refine"
     sections: ClassVar[Mapping[str, type]] = {"stitch": StitchMethod.sections["stitch"], "refine": RefineSettings}
-    uses: ClassVar[frozenset[str]] = frozenset({"workers", "device", "batch_size", "cpu_threads"})
+    uses: ClassVar[frozenset[str]] = frozenset({"workers", "device", "batch_size", "cpu_threads", "engine"})
 
     def __init__(self, stitch: StitchMethod, settings: RefineSettings, gen: LoadedGenerator, resources: Resources) -> None:
         if gen.contract.get("source", "rendered") != "synthetic" and not gen.untrained:
@@ -67,17 +68,19 @@ class RefineMethod:
     @classmethod
     def create(cls, sections: Mapping[str, Any], resources: Resources, log: Any) -> "RefineMethod":
         settings: RefineSettings = sections["refine"]
-        device = resolve_device(resources.device)
+        device = resolve_device(resources.device or ("cpu" if resources.engine == "onnx" else None))
+        threads = cpu_threads_for(resources)
         if settings.untrained:
             stand_in = untrained_generator(device)
             gen = dataclasses.replace(stand_in, contract={**stand_in.contract, "frame": True, "source": "synthetic"})
+            gen = on_engine(gen, resources.engine, threads)
             print(UNTRAINED_WARNING, file=log)
         else:
             path = settings.generator or (DEFAULT_REFINER if DEFAULT_REFINER.is_file() else None)
             if path is None:
                 raise FormulaGanError("no refiner: this installation ships none; give one with --generator FILE "
                                       "(a generator trained on stitched handwriting, configs/gan/refine.yaml)")
-            gen = load(path, device)
+            gen = load(path, device, resources.engine, threads)
         stitch = StitchMethod.create({"stitch": sections["stitch"]}, resources, log, pixels=True)
         return cls(stitch, settings, gen, resources)
 
