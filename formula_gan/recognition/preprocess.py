@@ -3,34 +3,44 @@
 The recognizer learned from CROHME strokes rasterized by ``formula_gan.data.rasterize``:
 thin dark ink on pure white, cropped to the ink, with a fixed white margin, scaled
 to a fixed height. A scan or a phone photo differs in every one of those: uneven
-light, grey paper, faint or thick ink, a wide border. ``prepare_picture`` undoes
-that in five steps, all numpy + pillow:
+light, grey or ruled paper, faint or thick ink, a wide border. ``prepare_picture``
+undoes that in these steps, all numpy + pillow:
 
 1. **grayscale** (EXIF orientation applied, transparency composited on white);
 2. **flatten the light**: the paper brightness is estimated by a grey-level
    closing (max filter) at a scale well above a stroke's width, on a reduced
    copy, and every pixel is divided by it: shadows and gradients vanish, the
    paper becomes 1.0 and ink a fraction of it;
-3. **find the ink**: Otsu's threshold on the darkness; contrast is stretched so
+3. **remove the ruling** (``cleanup.remove_ruling``): the long parallel lines of
+   ruled or squared paper, not the writing on or across them;
+4. **find the ink**: Otsu's threshold on the darkness; contrast is stretched so
    that the darkest ink becomes full ink and everything below half the
-   threshold pure paper (sensor noise, paper texture); a picture that is
+   threshold pure paper (sensor noise, paper texture); whether anything is
+   written is judged on a smoothed copy (a small formula far away is a few
+   hundred pixels of a large picture; grain is not ink); a picture that is
    mostly ink (black, or light writing on a dark board) is refused;
-4. **crop to the ink** (specks of one pixel do not count);
-5. **match the pen**: the stroke width is estimated (twice the ink area over
-   its boundary length) and a marker much thicker or a pen much thinner than
-   the training pen at the final scale is thinned or thickened by grey-level
-   erosion or dilation (a bounded number of passes);
-6. **scale** so that the ink is as high as in the training images at the
+5. **crop to the formula** (``cleanup.crop_to_components``): the group of
+   connected ink around the largest stroke; specks, the page's edge and marks
+   away from the formula do not widen the crop;
+6. **match the pen**: the stroke width is estimated (twice the ink area over
+   its boundary length); a marker much thicker than the training pen at the
+   final scale is thinned to its skeleton and redrawn with that pen
+   (``cleanup.thin_to_pen``: strokes stay connected, loops stay open), a pen
+   much thinner is thickened by grey-level dilation (a bounded number of passes);
+7. **scale** so that the ink is as high as in the training images at the
    model's height, with the training data's margin; a flat crop (a "-") is
    not blown up past the rasterizer's ``MAX_ASPECT``, as in the training data.
 
-InkML files skip all that: their strokes are rasterized exactly as the
-training data was.
+``PictureSteps`` switches steps 3, 5, 6 (skeleton) and 4 (smoothed judgement) off
+to give the preparation as it was before them: ``scripts/bench_paper_photos.py``
+measures what each buys. InkML files skip all that: their strokes are rasterized
+exactly as the training data was.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +50,7 @@ from formula_gan.data.inkml import InkmlError, parse_inkml
 from formula_gan.data.loader import resize_paper
 from formula_gan.data.rasterize import MAX_ASPECT, RasterConfig, rasterize
 from formula_gan.errors import FormulaGanError
+from formula_gan.recognition.cleanup import crop_to_components, otsu, remove_ruling, thin_to_pen
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
 MAX_FILE_BYTES = 50 * 2**20  # a formula photo is a few MB; anything larger is refused before decoding
@@ -61,17 +72,47 @@ MAX_PEN_STEPS = 32
 MAX_INK_FRACTION = 0.5
 
 
-def prepare_picture(data: bytes, height: int, name: str = "image") -> np.ndarray:
+@dataclass(frozen=True)
+class PictureSteps:
+    """Which of the steps added for photos of paper run (all by default). ``PictureSteps.none()``
+    is the preparation as it was before them, kept so that a benchmark can measure each one."""
+
+    ruling: bool = True  # remove ruled lines and grids (cleanup.remove_ruling)
+    contrast: bool = True  # denoise the darkness first (pencil grain, sensor noise); a small formula is not "no ink"
+    components: bool = True  # crop to the formula's connected ink, not every dark pixel's box
+    thinning: bool = True  # thin a thick pen to a skeleton and redraw it, not grey-level erosion
+
+    @classmethod
+    def none(cls) -> "PictureSteps":
+        return cls(ruling=False, contrast=False, components=False, thinning=False)
+
+
+def prepare_picture(data: bytes, height: int, name: str = "image", steps: PictureSteps = PictureSteps()) -> np.ndarray:
     """Encoded image bytes (PNG, JPEG, ...) -> uint8 paper [height, w]: dark ink on white, ready for the model."""
     gray = _decode_gray(data, name)  # float [h, w], 1 = white
     ink = _flatten_light(gray)  # float [h, w], 1 = full ink
-    ink = _stretch(ink, name)
+    if steps.contrast:
+        ink = _smooth(ink)
+    if steps.ruling:
+        ink = remove_ruling(ink)
+    ink = _stretch(ink, name, smoothed=steps.contrast)
     _refuse_mostly_ink(ink, name)
-    ink = _crop_to_ink(ink, name)
-    paper = np.clip(255.0 * (1.0 - ink), 0, 255).astype(np.uint8)
-    paper = _match_pen(paper, height)
+    if steps.components:
+        crop = crop_to_components(ink, stroke_width(_to_paper(ink)))
+        if crop is None:
+            raise FormulaGanError(f"{name}: no ink found (a blank or nearly uniform image)")
+        ink = _crop_to_ink(crop, name)
+    else:
+        ink = _crop_to_ink(ink, name)
+    paper = _to_paper(ink)
+    paper = _match_pen(paper, height, skeleton=steps.thinning)
     paper = 255 - (255 * _crop_to_ink((255 - paper) / 255.0, name)).astype(np.uint8)  # thinning moved the ink's edges
     return _fit_height(paper, height)
+
+
+def _to_paper(ink: np.ndarray) -> np.ndarray:
+    """Darkness [0, 1] -> uint8 dark ink on white."""
+    return np.clip(255.0 * (1.0 - ink), 0, 255).astype(np.uint8)
 
 
 def prepare_inkml(data: bytes, height: int, name: str = "inkml") -> np.ndarray:
@@ -139,26 +180,31 @@ def _flatten_light(gray: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - gray / light, 0.0, 1.0)
 
 
-def _otsu(values: np.ndarray) -> float:
-    """Otsu's threshold of values in [0, 1] (256 bins)."""
-    hist, edges = np.histogram(values, bins=256, range=(0.0, 1.0))
-    hist = hist.astype(np.float64)
-    centers = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centers)
-    mean0 = m0 / np.maximum(w0, 1e-12)
-    mean1 = (m0[-1] - m0) / np.maximum(w1, 1e-12)
-    between = w0 * w1 * (mean0 - mean1) ** 2
-    return float(centers[int(np.argmax(between))])
+NOTHING_WRITTEN = 0.08  # nothing anywhere 8 % darker than the paper: nothing written
+INK_PIXELS = 20  # ... at the 99.9th percentile, or the 20th darkest pixel of a 3 x 3 smoothed copy (a formula
+# far away is a few hundred pixels, under the 0.1 % that the percentile needs; smoothing keeps noise out)
 
 
-def _stretch(ink: np.ndarray, name: str) -> np.ndarray:
+def _smooth(ink: np.ndarray) -> np.ndarray:
+    """3 x 3 mean of the darkness. Sensor noise, JPEG blocks and a pencil's grain are pixel-sized; a stroke
+    is several pixels wide at the work size. Unsmoothed, a dim photo's noise reached Otsu's threshold and
+    was stretched into speckles as dark as the pencil strokes (the later reduction to the model's height
+    is far coarser than this blur)."""
+    p = np.pad(ink, 1, mode="edge")
+    h, w = ink.shape
+    return sum(p[i : i + h, j : j + w] for i in range(3) for j in range(3)) / 9.0
+
+
+def _stretch(ink: np.ndarray, name: str, smoothed: bool = True) -> np.ndarray:
     """Contrast normalization: strong ink -> 1, paper noise -> 0."""
     peak = float(np.percentile(ink, 99.9))
-    if peak < 0.08:  # under 8% darker than the paper anywhere: nothing written
+    if smoothed:  # or a few hundred pixels of a small formula in a large picture
+        flat = ink.ravel()
+        k = max(0, flat.size - INK_PIXELS)
+        peak = max(peak, float(np.partition(flat, k)[k]))
+    if peak < NOTHING_WRITTEN:
         raise FormulaGanError(f"{name}: no ink found (a blank or nearly uniform image)")
-    t = max(_otsu(ink), 0.05)  # a clean scan is almost all 0: a floor keeps paper texture out
+    t = max(otsu(ink), 0.05)  # a clean scan is almost all 0: a floor keeps paper texture out
     strong = ink[ink > t]
     top = float(np.percentile(strong, 90)) if strong.size else peak
     lo = 0.5 * t
@@ -206,13 +252,18 @@ def stroke_width(paper: np.ndarray) -> float:
     return 2.0 * area / max(boundary, 1)
 
 
-def _match_pen(paper: np.ndarray, height: int) -> np.ndarray:
+def _match_pen(paper: np.ndarray, height: int, skeleton: bool = True) -> np.ndarray:
     """Thin a thick marker or thicken a fine pen towards the training pen at the final scale."""
     scale = _model_scale(paper.shape, height)  # crop px -> model px
     target = TRAINING_PEN * height / TRAINING_HEIGHT / scale  # the training pen, in crop px
     width = stroke_width(paper)
     if width <= 0 or target / PEN_TOLERANCE <= width <= target * PEN_TOLERANCE:
         return paper
+    if width > target and skeleton:
+        # thinned and redrawn at twice the model's scale (the skeleton is cheap there; the final
+        # LANCZOS reduction smooths its steps): the training pen is 2 x its model-scale width
+        work = max(8, round(2 * scale * paper.shape[0]))
+        return thin_to_pen(paper, work, 2 * TRAINING_PEN * height / TRAINING_HEIGHT)
     steps = min(int(round(abs(width - target) / 2)), MAX_PEN_STEPS)  # a 3 x 3 filter moves each edge by one px
     if width > target:
         steps = min(steps, max(0, int(width / 2) - 1))  # never erase a stroke
