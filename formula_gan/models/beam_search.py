@@ -92,13 +92,20 @@ def beam_search(
     max_len: int,
     beam: int = 10,
     length_penalty: float = 1.0,
+    expand_context: bool = True,
 ) -> list[Hypothesis]:
-    """Best length-normalized hypothesis per formula, all formulas decoded together."""
+    """Best length-normalized hypothesis per formula, all formulas decoded together.
+
+    ``expand_context=False``: ``context`` stays one row per formula and ``step_fn`` is given it
+    with ``batch_size * beam`` state rows (each formula's ``beam`` rows consecutive), for a step
+    that works out the beams from the shapes (the ONNX recognizer: no ``beam`` copies of the
+    encoder's features to make and to read)."""
     if beam < 1:
         raise ValueError(f"beam must be at least 1, got {beam}")
     b, k = batch_size, beam
     device = next(iter(context.values())).device
-    context = _repeat(context, k)  # [b * k, ...]
+    if expand_context:
+        context = _repeat(context, k)  # [b * k, ...]
     state = _repeat(state, k)
     scores = torch.full((b, k), float("-inf"), device=device)  # [b, k] summed log-probs of live beams
     scores[:, 0] = 0.0  # all beams start identical: keep one so the first step does not pick duplicates

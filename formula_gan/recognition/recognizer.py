@@ -24,11 +24,13 @@ import torch
 from formula_gan.data.loader import collate
 from formula_gan.devices import resolve_device
 from formula_gan.errors import FormulaGanError
+from formula_gan.models.onnx_files import is_onnx_file
 from formula_gan.recognition.files import load_recognizer
 from formula_gan.recognition.preprocess import prepare_file
 from katex_render.normalize import tokens_to_latex
 
 DEFAULT_RECOGNIZER = Path(__file__).resolve().parents[1] / "weights" / "recognizer.pt"
+ENGINES = ("torch", "onnx")  # what runs the model: readings are identical (tests/test_onnx.py), speed is not
 WINDOW_BATCHES = 4  # files prepared, then read, this many batches at a time: width sorting within, output streamed
 
 
@@ -53,8 +55,14 @@ class Recognizer:
     """A recognizer checkpoint (default: the packaged one) ready to read formulas."""
 
     def __init__(
-        self, checkpoint: str | Path | None = None, *, device: str = "cpu", beam: int = 10, batch_size: int = 8
+        self, checkpoint: str | Path | None = None, *, device: str = "cpu", beam: int = 10, batch_size: int = 8,
+        engine: str = "torch", threads: int | None = None,
     ) -> None:
+        """``engine``: ``torch``, or ``onnx`` (ONNX Runtime on the CPU, the optional extra
+        ``formula-gan[onnx]``; ``checkpoint`` is then an ONNX file of ``export-recognizer --onnx``
+        or a torch file converted in memory). ``threads``: ONNX Runtime's threads (None: torch's)."""
+        if engine not in ENGINES:
+            raise FormulaGanError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
         if beam < 1:
             raise FormulaGanError(f"beam must be at least 1, got {beam}")
         if batch_size < 1:
@@ -68,7 +76,20 @@ class Recognizer:
                 )
         self.checkpoint = Path(checkpoint)
         self.device = resolve_device(device)
-        loaded = load_recognizer(self.checkpoint, self.device)
+        self.engine = engine
+        loaded: Any
+        if engine == "onnx":
+            from formula_gan.recognition.onnx import load_onnx_recognizer
+
+            if self.device.type != "cpu":
+                raise FormulaGanError(f"the onnx engine reads on the CPU (ONNX Runtime's CPU provider), not on "
+                                      f"{self.device}: use --engine torch there")
+            loaded = load_onnx_recognizer(self.checkpoint, threads)
+        else:
+            if self.checkpoint.is_file() and is_onnx_file(self.checkpoint):
+                raise FormulaGanError(f"{self.checkpoint} is an ONNX file: read it with --engine onnx "
+                                      "(Recognizer(..., engine='onnx'))")
+            loaded = load_recognizer(self.checkpoint, self.device)
         self.model, self.vocab = loaded.model, loaded.vocab
         self.height: int | None = loaded.height
         if self.height is None:
