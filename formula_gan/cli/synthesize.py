@@ -72,7 +72,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
     p.add_argument("--batch-size", type=number(int, 1, 4096), default=None, metavar="B", help="gan: generator batch size (default 32)")
     p.add_argument("--render-workers", type=number(int, 1, 64), default=None, metavar="N", help="Chromium processes (default 2; one per core)")
     p.add_argument("--cpu-threads", type=number(int, 1, 1024), default=None, metavar="N",
-                   help="gan: torch threads of a CPU generator (default: the cores the renderers leave, at least 1)")
+                   help="gan: threads of a CPU generator (default: the cores the renderers leave, at least 1; "
+                        "at least 2 with --engine onnx, whose idle threads sleep)")
     p.add_argument("--engine", choices=["torch", "onnx"], default=None,
                    help="gan, refine: what runs the generator: torch (default) or onnx (ONNX Runtime on the CPU, "
                         "faster; pip install 'formula-gan[onnx]'; --generator may then be an ONNX file of "

@@ -230,12 +230,14 @@ def generate_stage(pieces: Iterator[Piece], gen: LoadedGenerator, batch_size: in
                    cpu_threads: int) -> Iterator[Piece]:
     """The generator's output (``record.output``) for every record with an input image
     (``record.image``, at the generator's height); on the CPU with ``cpu_threads`` torch
-    threads (the browsers have the other cores)."""
+    threads (the browsers have the other cores; the onnx engine's session has its threads)."""
     if gen.device.type != "cpu":
         yield from _generate_batches(pieces, gen, batch_size)
         return
     previous = torch.get_num_threads()  # process-wide: restored when the stage ends
-    torch.set_num_threads(cpu_threads)
+    # The onnx engine has its own threads (its session's); torch then only converts images, and
+    # more OpenMP threads would spin after each conversion against ONNX Runtime's.
+    torch.set_num_threads(1 if gen.engine == "onnx" else cpu_threads)
     try:
         yield from _generate_batches(pieces, gen, batch_size)
     finally:
