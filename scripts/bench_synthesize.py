@@ -32,6 +32,13 @@ initialized one (width multiplier 1/16), saved and loaded like a real export;
 ``--generator FILE`` measures a trained one instead (e.g. the packaged
 ``formula_gan/weights/generator.pt``), at the height it was trained at.
 
+``--engine torch|onnx|both`` says what runs the generator (``synthesize --engine``); ``both``
+measures torch, then ONNX Runtime, in the same run (the same two runs each, on the same
+formulas), and reports each engine's figures under ``engines``, the ratios of their end-to-end
+and generator-alone rates, and how their samples differ (``between_engines``: samples whose PNG
+differs, the largest gray-level difference, the share of differing pixels; the metadata must
+agree: the engine is a speed setting).
+
 ``--method stitch --symbols DIR`` measures the glyph stitcher instead: the same
 two runs (stages alone, then pipelined; their samples must be identical), and,
 in the same run, the renderer's rates on the same formulas and styles: plain
@@ -89,12 +96,12 @@ def make_generator(path: Path, width: float) -> None:
     save_generator(Generator(width=width), path, step=0, config={"benchmark": "tiny random generator"})
 
 
-def synthesizer(args: argparse.Namespace, generator: Path | str, height: int | None):
+def synthesizer(args: argparse.Namespace, generator: Path | str, height: int | None, engine: str = "torch"):
     from formula_gan.synthesis import Resources, SynthesisConfig, Synthesizer
 
     settings = {"gan": {"generator": str(generator), "height": height, "oversize": "downscale"}}
     resources = Resources(device=args.device, batch_size=args.batch_size, cpu_threads=args.cpu_threads,
-                          render_workers=args.render_workers)
+                          render_workers=args.render_workers, engine=engine)
     return Synthesizer("gan", SynthesisConfig(samples_per_shard=args.samples_per_shard), settings=settings,
                        resources=resources, progress=False)
 
@@ -113,6 +120,7 @@ def differing_samples(a: Path, b: Path) -> int:
 def compare(synth: Any, formulas: Path, tmp: Path) -> tuple[dict, Any, Any]:
     """The stages-alone run, then the pipelined run of ``formulas``: the figures both methods
     report, and the two reports."""
+    tmp.mkdir(parents=True, exist_ok=True)
     alone = synth.run([formulas], tmp / "alone", in_turn=True)
     alone_launch = synth.layout_start_s or 0.0
     piped = synth.run([formulas], tmp / "piped")
@@ -157,28 +165,76 @@ def generator_file(args: argparse.Namespace, tmp: Path) -> Path:
 
 def speed(args: argparse.Namespace, tmp: Path) -> dict:
     src = make_input(args.formulas, tmp / "formulas.txt", args.corpus)
-    from formula_gan.synthesis.methods.gan import cpu_threads_for
-
-    synth = synthesizer(args, generator_file(args, tmp), args.height)
-    figures, alone, piped = compare(synth, tmp / "formulas.txt", tmp)
-    return {
+    gen = generator_file(args, tmp)
+    engines = ["torch", "onnx"] if args.engine == "both" else [args.engine]
+    runs = {engine: engine_speed(args, gen, tmp, engine) for engine in engines}
+    first = runs[engines[0]]
+    shared = {k: first.pop(k) for k in ("height", "generator_width", "device")}  # threads differ by engine
+    for other in engines[1:]:
+        for k in shared:
+            runs[other].pop(k)
+    result = {
         "bench": "synthesize",
         "formulas": args.formulas,
         "corpus": Path(src).name,
-        "height": synth.method.settings.height,
         "generator": Path(args.generator).name if args.generator else "random",
+        **shared,
+        "render_workers": args.render_workers,
+        "batch_size": args.batch_size,
+    }
+    if len(engines) == 1:
+        result.update({"engine": engines[0], **first})
+    else:
+        result["engines"] = runs
+        result["onnx_vs_torch_e2e"] = round(runs["onnx"]["e2e_samples_per_s"] / runs["torch"]["e2e_samples_per_s"], 2)
+        result["onnx_vs_torch_generate_alone"] = round(runs["onnx"]["stage_items_per_s_alone"]["generate"]
+                                                       / runs["torch"]["stage_items_per_s_alone"]["generate"], 2)
+        # speed only: the engines' samples agree within a rounding flip of a few 8-bit pixels
+        result["between_engines"] = engine_differences(tmp / "torch" / "piped", tmp / "onnx" / "piped")
+    return {**result, "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}
+
+
+def engine_speed(args: argparse.Namespace, gen: Path, tmp: Path, engine: str) -> dict:
+    from formula_gan.synthesis.methods.gan import cpu_threads_for
+
+    synth = synthesizer(args, gen, args.height, engine)
+    figures, alone, piped = compare(synth, tmp / "formulas.txt", tmp / engine)
+    return {
+        "height": synth.method.settings.height,
         "generator_width": synth.method.gen.model.config["width"],
         "device": str(synth.method.gen.device),
-        "render_workers": args.render_workers,
         "cpu_threads": cpu_threads_for(synth.resources),
-        "batch_size": args.batch_size,
         **figures,
         "rejected_alone": alone.rejected,
         "sequential_items_per_s": round(figures["items"] / alone.seconds, 1),
         "busy_fraction_in_pipeline": {s.name: round(s.busy_s / piped.seconds, 2) for s in piped.stages},
-        "cpus": os.cpu_count(),
-        "loadavg_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def engine_differences(a: Path, b: Path) -> dict:
+    """How the two engines' samples differ: samples whose PNG differs, the largest gray-level
+    difference of any pixel, the share of differing pixels, and whether the metadata agrees."""
+    import numpy as np
+
+    from formula_gan.data.png import decode_png
+    from formula_gan.data.shards import read_shard
+
+    def load(d: Path) -> dict:
+        return {s.key: (s.png, s.meta) for p in sorted(d.glob("shard-*.tar")) for s in read_shard(p)}
+
+    x, y = load(a), load(b)
+    differing, max_diff, pixels, changed = 0, 0, 0, 0
+    for key in set(x) & set(y):
+        if x[key][0] != y[key][0]:
+            differing += 1
+            p, q = decode_png(x[key][0]).astype(int), decode_png(y[key][0]).astype(int)
+            max_diff = max(max_diff, int(np.abs(p - q).max()))
+            changed += int((p != q).sum())
+        pixels += decode_png(x[key][0]).size
+    return {"samples_compared": len(set(x) & set(y)), "samples_only_in_one": len(set(x) ^ set(y)),
+            "png_differs": differing, "max_gray_diff": max_diff,
+            "pixels_differing_share": round(changed / max(pixels, 1), 6),
+            "meta_differs": sum(1 for k in set(x) & set(y) if x[k][1] != y[k][1])}
 
 
 _CHILD = r"""
@@ -186,7 +242,7 @@ import json, resource, sys, threading, time
 sys.path.insert(0, sys.argv[1])
 from bench_synthesize import synthesizer, argparse
 args = argparse.Namespace(**json.loads(sys.argv[2]))
-synth = synthesizer(args, sys.argv[3], args.height)
+synth = synthesizer(args, sys.argv[3], args.height, "onnx" if args.engine == "onnx" else "torch")
 samples, stop = [], threading.Event()
 def watch():  # the resident set over the run: a plateau, not a slope, if the queues bound it
     while not stop.wait(0.5):
@@ -303,6 +359,8 @@ def main() -> None:
     ap.add_argument("--cpu-threads", type=int, default=None,
                     help="the generator's torch threads (default: as synthesize, the cores the browsers leave, at least 1)")
     ap.add_argument("--samples-per-shard", type=int, default=250)
+    ap.add_argument("--engine", choices=["torch", "onnx", "both"], default="torch",
+                    help="what runs the generator; both: each in turn in the same run, one JSON line (default torch)")
     ap.add_argument("--memory", default=None, metavar="N1,N2", help="peak RSS of pipelined runs of N1 and N2 formulas instead")
     ap.add_argument("--method", choices=["gan", "stitch"], default="gan", help="the generator to measure (default gan)")
     ap.add_argument("--symbols", default=None, metavar="DIR", help="stitch: the symbol bank (formula-gan prepare-symbols)")
