@@ -14,8 +14,9 @@ written whole or not at all, so a killed run resumes where it stopped and
 split runs add up to one run. Every sample is a pure function of its item:
 its style and noise come from seeds derived from the job seed and the sample's
 key, and batches are formed within one shard in a fixed order. The resulting
-shards are byte-identical however the job is run (on one device type; CUDA
-kernels and bf16 give other bytes than the CPU).
+shards are byte-identical however the job is run (on one device type and engine;
+CUDA kernels and bf16 give other bytes than the CPU, ONNX Runtime a few pixels one
+gray level apart from torch).
 
 Nothing here imports torch: a method that needs it imports it itself.
 """
