@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
 
 from formula_gan.cli import number
@@ -15,19 +15,26 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         help="read handwritten formulas (PNG/JPEG photos and scans, InkML files) into LaTeX",
         description=(
             "Print the LaTeX of each input, one line per file in the order given (tab-separated: file, "
-            "LaTeX). Pictures are turned to grayscale, their lighting flattened and contrast normalized, "
-            "cropped to the ink and scaled to the recognizer's height; InkML strokes are rasterized as the "
-            "training data was. A file that cannot be read prints an error line and the others go on; the "
-            "exit status is 1 when any file failed. Uses the shipped CROHME-trained recognizer unless "
-            "--recognizer is given."
+            "LaTeX). A folder stands for the pictures and InkML files directly in it, sorted by name "
+            "(by suffix; hidden files and subfolders are not read). Pictures are turned to grayscale, their "
+            "lighting flattened, the ruling of lined or squared paper removed, contrast normalized, cropped "
+            "to the formula's connected ink, a thick pen thinned, and scaled to the recognizer's height; "
+            "InkML strokes are rasterized as the training data was. A file that cannot be read prints an "
+            "error line and the others go on; the exit status is 1 when any file failed. Uses the shipped "
+            "CROHME-trained recognizer unless --recognizer is given."
         ),
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="images (.png, .jpg, ...) or .inkml files")
+    p.add_argument("files", nargs="+", metavar="FILE|DIR",
+                   help="images (.png, .jpg, ...) or .inkml files, or folders of them (not searched recursively)")
     p.add_argument("--recognizer", metavar="CKPT", help="a recognizer checkpoint (default: the shipped one)")
     p.add_argument("--beam", type=number(int, 1, 100), default=10, help="beam width; 1 = greedy (default 10)")
     p.add_argument("--batch-size", type=number(int, 1, 1024), default=8, help="images decoded together (default 8)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--json", action="store_true", help="one JSON object per line: source, latex, tokens, score, error")
+    p.add_argument("--out", metavar="FILE.jsonl",
+                   help="also write the readings there, one JSON object per file as --json prints them (written "
+                        "to a temporary name and renamed when all are read)")
+    p.add_argument("--quiet", action="store_true", help="print no readings (with --out: the file only); errors still")
     p.set_defaults(func=recognize)
 
     e = sub.add_parser(
@@ -45,17 +52,26 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
 
 def recognize(args: argparse.Namespace) -> int:
     from formula_gan.recognition import Recognizer
+    from formula_gan.recognition.batch import ReadingsFile, expand_inputs, reading_json
 
+    files = expand_inputs(args.files)
+    out = ReadingsFile(args.out) if args.out else None  # a bad --out is refused before the model loads
     rec = Recognizer(args.recognizer, device=args.device, beam=args.beam, batch_size=args.batch_size)
     failed = 0
-    for reading in rec.read_files(args.files):
-        failed += reading.error is not None
-        if args.json:
-            print(json.dumps(reading.to_dict(), ensure_ascii=False), flush=True)
-        elif reading.error is not None:
-            print(f"formula-gan recognize: error: {reading.error}", file=sys.stderr, flush=True)
-        else:
-            print(f"{reading.source}\t{reading.latex}", flush=True)
+    with out if out is not None else contextlib.nullcontext():
+        for reading in rec.read_files(files):
+            failed += reading.error is not None
+            if out is not None:
+                out.write(reading)
+            if reading.error is not None:
+                if not args.json or args.quiet:
+                    print(f"formula-gan recognize: error: {reading.error}", file=sys.stderr, flush=True)
+            if args.quiet:
+                continue
+            if args.json:
+                print(reading_json(reading), flush=True)
+            elif reading.error is None:
+                print(f"{reading.source}\t{reading.latex}", flush=True)
     return 1 if failed else 0
 
 
