@@ -34,9 +34,17 @@ class AugmentConfig:
     pad_px: tuple[int, int] = (10, 20)  # white margin around the ink, uniform in [10, 20] px (at most 1/4 of a side)
     p_scale: float = 0.5
     aspect: tuple[float, float] = (0.8, 1.25)  # width/height stretch factor, log-uniform in this range
+    # Photos written with a thick marker: recognize's preparation thins their strokes to a skeleton and
+    # redraws them with the training pen (recognition/cleanup.thin_to_pen), but what the marker filled or
+    # joined stays so (small loops, strokes written close). scripts/bench_paper_photos.py, by_kind: the
+    # packaged recognizer reads 20 % of the clean formulas and 10 % of their marker photos once prepared
+    # (pencil and pen photos: 16 and 18 %). This gives training images the same round trip. Off by
+    # default (0: no random draw either, so existing runs are unchanged); no run uses it yet.
+    p_marker: float = 0.0
+    marker_px: tuple[float, float] = (1.0, 2.5)  # how far the marker spreads past each stroke edge, image px
 
     def __post_init__(self) -> None:
-        for name in ("p_rotate", "p_shear", "p_pad", "p_scale"):
+        for name in ("p_rotate", "p_shear", "p_pad", "p_scale", "p_marker"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be a probability in [0, 1], got {p}")
@@ -44,6 +52,8 @@ class AugmentConfig:
             raise ValueError(f"pad_px must be an increasing pair of non-negative ints, got {self.pad_px}")
         if not (0 < self.aspect[0] <= self.aspect[1]):
             raise ValueError(f"aspect must be an increasing pair of positive factors, got {self.aspect}")
+        if not (0 <= self.marker_px[0] <= self.marker_px[1]):
+            raise ValueError(f"marker_px must be an increasing pair of non-negative px, got {self.marker_px}")
 
 
 def ink_boxes(images: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +94,11 @@ def sample_params(cfg: AugmentConfig, b: int, generator: torch.Generator) -> dic
     pad = torch.where(_coin(generator, b, cfg.p_pad), _uniform(generator, b, pad_lo, pad_hi + 1).floor(), torch.zeros(b))
     lo, hi = math.log(cfg.aspect[0]), math.log(cfg.aspect[1])
     aspect = torch.where(_coin(generator, b, cfg.p_scale), _uniform(generator, b, lo, hi).exp(), torch.ones(b))
-    return {"rotate_deg": rot, "shear_deg": shear, "pad_px": pad, "aspect": aspect}
+    params = {"rotate_deg": rot, "shear_deg": shear, "pad_px": pad, "aspect": aspect}
+    if cfg.p_marker > 0:  # drawn last, and only when on: a seed gives the other parameters as before
+        spread = _uniform(generator, b, cfg.marker_px[0], cfg.marker_px[1])
+        params["marker_px"] = torch.where(_coin(generator, b, cfg.p_marker), spread, torch.zeros(b))
+    return params
 
 
 def augment_batch(batch: Batch, cfg: AugmentConfig, generator: torch.Generator) -> Batch:
@@ -93,6 +107,8 @@ def augment_batch(batch: Batch, cfg: AugmentConfig, generator: torch.Generator) 
     b, _, H, W = images.shape
     dev = images.device
     p = {k: v.to(dev) for k, v in sample_params(cfg, b, generator).items()}
+    if "marker_px" in p and bool((p["marker_px"] > 0).any()):
+        images = marker_round_trip(images, masks, p["marker_px"])
     box, has_ink = ink_boxes(images, masks)  # [b, 4]
     size = real_sizes(masks)  # [b, 2] (w, h)
 
@@ -148,3 +164,50 @@ def augment_batch(batch: Batch, cfg: AugmentConfig, generator: torch.Generator) 
     out = out * masks[:, None]  # padding stays empty
     out = torch.where(identity[:, None, None, None], images, out)  # untouched samples: bit-exact
     return Batch(out, masks, batch.tokens, batch.lengths, batch.domains, list(batch.keys))
+
+
+def marker_round_trip(images: torch.Tensor, masks: torch.Tensor, spread_px: torch.Tensor) -> torch.Tensor:
+    """[b, 1, H, W] ink images as recognize prepares a photo of them written with a thick marker: each
+    stroke edge grown by ``spread_px`` [b] (0: the sample is left as it is), thinned to a skeleton and
+    redrawn with a pen as wide as the strokes were. Done at twice the size, as the preparation thins at
+    twice the model's scale and then reduces."""
+    todo = torch.nonzero(spread_px > 0).flatten()
+    if len(todo) == 0:
+        return images
+    x = images[todo]
+    big = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False) > 0.5  # [n, 1, 2H, 2W]
+    grown = torch.zeros_like(big)
+    radius = (2 * spread_px[todo]).round().long()  # at twice the size
+    for r in radius.unique().tolist():
+        sel = radius == r
+        grown[sel] = F.max_pool2d(big[sel].float(), 2 * r + 1, stride=1, padding=r) > 0 if r > 0 else big[sel]
+    skeleton = _thin(grown, passes=int(radius.max()) + 4)  # a stroke of 3 + 2r px: (3 + 2r) / 2 passes
+    pen = F.max_pool2d(skeleton.float(), 3, stride=1, padding=1)  # 3 px at twice the size: the pen of 1.5
+    out = images.clone()
+    out[todo] = F.avg_pool2d(pen, 2) * masks[todo, None]
+    return out
+
+
+def _thin(mask: torch.Tensor, passes: int) -> torch.Tensor:
+    """Zhang-Suen thinning of a bool [n, 1, h, w] batch (as recognition.morphology.thin, in torch):
+    strokes to one-pixel skeletons with their joins and loops, at most ``passes`` passes."""
+    img = mask.to(torch.int32)
+    for _ in range(passes):
+        changed = False
+        for step in (0, 1):
+            p = F.pad(img, (1, 1, 1, 1))
+            n = [p[..., :-2, 1:-1], p[..., :-2, 2:], p[..., 1:-1, 2:], p[..., 2:, 2:],
+                 p[..., 2:, 1:-1], p[..., 2:, :-2], p[..., 1:-1, :-2], p[..., :-2, :-2]]  # fmt: skip  # p2 .. p9
+            count = sum(n)
+            transitions = sum(((n[i] == 0) & (n[(i + 1) % 8] == 1)).to(torch.int32) for i in range(8))
+            if step == 0:
+                side = (n[0] * n[2] * n[4] == 0) & (n[2] * n[4] * n[6] == 0)
+            else:
+                side = (n[0] * n[2] * n[6] == 0) & (n[0] * n[4] * n[6] == 0)
+            remove = (img == 1) & (count >= 2) & (count <= 6) & (transitions == 1) & side
+            if bool(remove.any()):
+                img = img * (~remove).to(torch.int32)
+                changed = True
+        if not changed:
+            break
+    return img.bool()
