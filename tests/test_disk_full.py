@@ -40,18 +40,23 @@ def small_disk(tmp_path: Path):
         subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
-COMMANDS = {
-    "render": ["render", "{corpus}", "--out", "{out}", "--workers", "1", "--shard-size", "6", "--variants", "4",
-               "--no-progress", "renderer.batch_size=16"],
-    "synthesize": ["synthesize", "{corpus}", "--untrained-generator", "--out", "{out}", "--variants", "4",
-                   "--height", "32", "--samples-per-shard", "6", "--batch-size", "8", "--render-workers", "1",
-                   "--device", "cpu", "--no-progress"],
+COMMANDS = {  # case: (subcommand, its arguments)
+    "render": ("render", ["{corpus}", "--out", "{out}", "--workers", "1", "--shard-size", "6", "--variants", "4",
+                          "--no-progress", "renderer.batch_size=16"]),
+    "synthesize-gan": ("synthesize", ["{corpus}", "--method", "gan", "--untrained-generator", "--out", "{out}",
+                                      "--variants", "4", "--height", "32", "--samples-per-shard", "6",
+                                      "--batch-size", "8", "--render-workers", "1", "--device", "cpu",
+                                      "--no-progress"]),
+    # the default method: the stitcher with the packaged symbol bank
+    "synthesize-stitch": ("synthesize", ["{corpus}", "--out", "{out}", "--variants", "4",
+                                         "--samples-per-shard", "6", "--render-workers", "1", "--no-progress"]),
 }
 
 
-def _run(command: str, corpus: Path, out: Path) -> subprocess.CompletedProcess:
-    args = [a.format(corpus=corpus, out=out) for a in COMMANDS[command]]
-    return subprocess.run([sys.executable, "-m", "formula_gan", *args], cwd=REPO, capture_output=True, text=True,
+def _run(case: str, corpus: Path, out: Path) -> subprocess.CompletedProcess:
+    command, template = COMMANDS[case]
+    args = [a.format(corpus=corpus, out=out) for a in template]
+    return subprocess.run([sys.executable, "-m", "formula_gan", command, *args], cwd=REPO, capture_output=True, text=True,
                           timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
@@ -60,22 +65,23 @@ def _used(folder: Path) -> int:
     return sum(-(-p.stat().st_size // 4096) * 4096 for p in folder.rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize("command", sorted(COMMANDS))
-def test_a_full_disk_is_one_clear_error_and_the_rerun_resumes(command: str, small_disk: Path, tmp_path: Path):
+@pytest.mark.parametrize("case", sorted(COMMANDS))
+def test_a_full_disk_is_one_clear_error_and_the_rerun_resumes(case: str, small_disk: Path, tmp_path: Path):
     require_browser()
+    command = COMMANDS[case][0]
     corpus = tmp_path / "formulas.txt"
     corpus.write_text("\n".join(FORMULAS) + "\n", encoding="utf-8")
     reference = tmp_path / "reference"
-    done = _run(command, corpus, reference)
+    done = _run(case, corpus, reference)
     assert done.returncode == 0, done.stderr
     want = {s["name"]: s["sha256"] for s in load_manifest(reference)["shards"]}
-    assert len(want) == 8
+    assert len(want) == 8  # 12 formulas x 4 variants, 6 a shard: every formula written
     # Leave room for about half of the job's files
     filler = small_disk / "filler"
     filler.write_bytes(b"\0" * (DISK - _used(reference) // 2))
     out = small_disk / "out"
 
-    full = _run(command, corpus, out)
+    full = _run(case, corpus, out)
     assert full.returncode == 2, full.stderr
     [line] = [l for l in full.stderr.strip().splitlines() if not l.startswith("WARNING: --untrained-generator")]
     assert line.startswith(f"formula-gan {command}: error: no space left in {out} for ")
@@ -86,7 +92,7 @@ def test_a_full_disk_is_one_clear_error_and_the_rerun_resumes(command: str, smal
     assert all(sha256_file(out / name) == want[name] for name in finished)  # finished shards are intact
 
     filler.unlink()
-    again = _run(command, corpus, out)
+    again = _run(case, corpus, out)
     assert again.returncode == 0, again.stderr
     if command == "render":
         assert f"{len(finished)} already complete" in again.stdout
