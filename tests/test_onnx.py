@@ -177,6 +177,29 @@ def test_packaged_recognizer_reads_alike_with_either_engine():
         assert [r.tokens for r in got] == [r.tokens for r in want]
 
 
+def test_recognize_cli_engine_onnx_reads_as_torch(trained, tmp_path, capsys):
+    """export-recognizer --onnx, then recognize --engine onnx on PNG files: the same lines as torch."""
+    from formula_gan.recognition import Recognizer
+
+    height = Recognizer(trained / "best.pt").height
+    for i, paper in enumerate(_papers(READ[:6], height)):
+        Image.fromarray(paper).save(tmp_path / f"p{i}.png")
+    assert main(["export-recognizer", str(trained / "best.pt"), "--onnx", str(tmp_path / "r.onnx")]) == 0
+    assert (tmp_path / "r.onnx").is_file() and (tmp_path / "r.step.onnx").is_file()
+    capsys.readouterr()
+    assert main(["recognize", str(tmp_path), "--recognizer", str(trained / "best.pt"), "--beam", "3"]) == 0
+    want = capsys.readouterr().out
+    assert main(["recognize", str(tmp_path), "--recognizer", str(tmp_path / "r.onnx"), "--beam", "3",
+                 "--engine", "onnx"]) == 0
+    assert capsys.readouterr().out == want and len(want.splitlines()) == 6
+
+
+def test_export_recognizer_needs_somewhere_to_write(trained, tmp_path, capsys):
+    assert main(["export-recognizer", str(trained / "best.pt")]) == 2
+    assert "give --out FILE, --onnx FILE or both" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_the_files_carry_the_torch_contract(trained, onnx_recognizer, generators, tmp_path):
     from formula_gan.models.onnx_files import read_onnx
     from formula_gan.recognition.files import load_recognizer
