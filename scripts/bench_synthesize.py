@@ -39,7 +39,10 @@ and generator-alone rates, and how their samples differ (``between_engines``: sa
 differs, the largest gray-level difference, the share of differing pixels; the metadata must
 agree: the engine is a speed setting).
 
-``--method stitch --symbols DIR`` measures the glyph stitcher instead: the same
+``--method refine --generator FILE`` measures stitch -> refine the same way (the refiner's
+stage is ``refine``; the bank is --symbols, default the packaged one).
+
+``--method stitch [--symbols DIR]`` measures the glyph stitcher instead: the same
 two runs (stages alone, then pipelined; their samples must be identical), and,
 in the same run, the renderer's rates on the same formulas and styles: plain
 images (``render_plain_per_s``, the GAN path's and `render`'s), images with
@@ -99,9 +102,14 @@ def make_generator(path: Path, width: float) -> None:
 def synthesizer(args: argparse.Namespace, generator: Path | str, height: int | None, engine: str = "torch"):
     from formula_gan.synthesis import Resources, SynthesisConfig, Synthesizer
 
-    settings = {"gan": {"generator": str(generator), "height": height, "oversize": "downscale"}}
     resources = Resources(device=args.device, batch_size=args.batch_size, cpu_threads=args.cpu_threads,
                           render_workers=args.render_workers, engine=engine)
+    if getattr(args, "method", "gan") == "refine":  # stitch -> refine: the refiner at its own height
+        settings = {"refine": {"generator": str(generator), "oversize": "downscale"},
+                    "stitch": {"symbols": args.symbols}}
+        return Synthesizer("refine", SynthesisConfig(samples_per_shard=args.samples_per_shard), settings=settings,
+                           resources=resources, progress=False)
+    settings = {"gan": {"generator": str(generator), "height": height, "oversize": "downscale"}}
     return Synthesizer("gan", SynthesisConfig(samples_per_shard=args.samples_per_shard), settings=settings,
                        resources=resources, progress=False)
 
@@ -174,7 +182,7 @@ def speed(args: argparse.Namespace, tmp: Path) -> dict:
         for k in shared:
             runs[other].pop(k)
     result = {
-        "bench": "synthesize",
+        "bench": "synthesize" if args.method == "gan" else f"synthesize-{args.method}",
         "formulas": args.formulas,
         "corpus": Path(src).name,
         "generator": Path(args.generator).name if args.generator else "random",
@@ -187,8 +195,9 @@ def speed(args: argparse.Namespace, tmp: Path) -> dict:
     else:
         result["engines"] = runs
         result["onnx_vs_torch_e2e"] = round(runs["onnx"]["e2e_samples_per_s"] / runs["torch"]["e2e_samples_per_s"], 2)
-        result["onnx_vs_torch_generate_alone"] = round(runs["onnx"]["stage_items_per_s_alone"]["generate"]
-                                                       / runs["torch"]["stage_items_per_s_alone"]["generate"], 2)
+        stage = "refine" if args.method == "refine" else "generate"
+        result["onnx_vs_torch_generate_alone"] = round(runs["onnx"]["stage_items_per_s_alone"][stage]
+                                                       / runs["torch"]["stage_items_per_s_alone"][stage], 2)
         # speed only: the engines' samples agree within a rounding flip of a few 8-bit pixels
         result["between_engines"] = engine_differences(tmp / "torch" / "piped", tmp / "onnx" / "piped")
     return {**result, "cpus": os.cpu_count(), "loadavg_1m": round(os.getloadavg()[0], 2)}
@@ -200,7 +209,7 @@ def engine_speed(args: argparse.Namespace, gen: Path, tmp: Path, engine: str) ->
     synth = synthesizer(args, gen, args.height, engine)
     figures, alone, piped = compare(synth, tmp / "formulas.txt", tmp / engine)
     return {
-        "height": synth.method.settings.height,
+        "height": synth.method.gen.contract["height"],
         "generator_width": synth.method.gen.model.config["width"],
         "device": str(synth.method.gen.device),
         "cpu_threads": cpu_threads_for(synth.resources),
@@ -324,11 +333,10 @@ def renderer_rates(formulas: Path, workers: int, seed: int = 0) -> dict:
 def stitch_speed(args: argparse.Namespace, tmp: Path) -> dict:
     from formula_gan.synthesis import Resources, Synthesizer
 
-    symbols = Path(args.symbols)
     src = make_input(args.formulas, tmp / "formulas.txt", args.corpus)
     rates = renderer_rates(tmp / "formulas.txt", args.render_workers)
     resources = Resources(workers=args.stitch_workers, render_workers=args.render_workers)
-    with Synthesizer("stitch", settings={"stitch": {"symbols": str(symbols)}}, resources=resources,
+    with Synthesizer("stitch", settings={"stitch": {"symbols": args.symbols}}, resources=resources,
                      progress=False) as synth:
         figures, _, _ = compare(synth, tmp / "formulas.txt", tmp)
         workers = synth.method.pool.workers
@@ -362,13 +370,15 @@ def main() -> None:
     ap.add_argument("--engine", choices=["torch", "onnx", "both"], default="torch",
                     help="what runs the generator; both: each in turn in the same run, one JSON line (default torch)")
     ap.add_argument("--memory", default=None, metavar="N1,N2", help="peak RSS of pipelined runs of N1 and N2 formulas instead")
-    ap.add_argument("--method", choices=["gan", "stitch"], default="gan", help="the generator to measure (default gan)")
-    ap.add_argument("--symbols", default=None, metavar="DIR", help="stitch: the symbol bank (formula-gan prepare-symbols)")
+    ap.add_argument("--method", choices=["gan", "stitch", "refine"], default="gan",
+                    help="the method to measure (default gan; refine: stitch -> the --generator refiner)")
+    ap.add_argument("--symbols", default=None, metavar="DIR",
+                    help="stitch, refine: the symbol bank (default: the packaged one)")
     ap.add_argument("--stitch-workers", type=int, default=None, help="stitch: stitching processes (default: one per core)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
-    if args.method == "stitch" and not args.symbols:
-        ap.error("--method stitch needs --symbols DIR")
+    if args.method == "refine" and not args.generator:
+        ap.error("--method refine needs --generator FILE (a refiner: train-gan with configs/gan/refine.yaml)")
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as tmp:
         if args.method == "stitch":
             result = stitch_speed(args, Path(tmp))

@@ -4,7 +4,7 @@
         --run RUN_DIR --test CROHME_TEST2014_SHARDS --out results/recognizer_card
 
 Writes to --out: ``test.json`` (every metric and per-sample prediction, beam search on the
-test set), ``val_exprate.png`` (validation ExpRate against wall-clock minutes of the run),
+test set), ``val_exprate.png`` (validation ExpRate against the run's training wall-clock minutes),
 ``examples.png`` (20 test images with their readings: the first 10 right and the first 10
 wrong in key order) and ``card.md`` (the tables to paste into the card). Prints card.md.
 The test images stay in --out: they are CROHME's, not the project's.
@@ -28,11 +28,22 @@ from formula_gan.reports import format_table, plot_curves, write_json
 EXAMPLES = 10  # right and wrong readings each
 
 
+PAUSE_S = 600  # a gap this long between log lines is the run stopped (between sittings), not training
+
+
 def wall_curve(run_dir: Path) -> list[tuple[float, float]]:
-    """(minutes since the run's first log line, validation ExpRate %) per validation."""
-    events = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
-    start = min(e["time"] for e in events)
-    return [((e["time"] - start) / 60, 100 * e["exprate"]) for e in events if e.get("kind") == "val"]
+    """(training minutes, validation ExpRate %) per validation. Training minutes: wall time
+    since the run's first log line, less the pauses of a run stopped and resumed (a gap over
+    PAUSE_S between consecutive log lines)."""
+    events = sorted((json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()),
+                    key=lambda e: e["time"])
+    curve, minutes = [], 0.0
+    for before, e in zip([None, *events], events):
+        if before is not None and e["time"] - before["time"] < PAUSE_S:
+            minutes += (e["time"] - before["time"]) / 60
+        if e.get("kind") == "val":
+            curve.append((minutes, 100 * e["exprate"]))
+    return curve
 
 
 def examples(predictions: list[dict], test_dir: Path, out: Path) -> list[dict]:
@@ -78,7 +89,7 @@ def main() -> int:
                 "validation ExpRate (greedy, held-out CROHME train) against wall time", "ExpRate %")  # fmt: skip
     chosen = examples(result.predictions, args.test, args.out / "examples.png")
     lines = [format_table(result.scores, f"CROHME test 2014, beam {args.beam}"), "",
-             "| minutes | validation ExpRate % |", "| ---: | ---: |"]  # fmt: skip
+             "| training minutes | validation ExpRate % |", "| ---: | ---: |"]  # fmt: skip
     lines += [f"| {m:.0f} | {v:.1f} |" for m, v in curve]
     lines += ["", "| test file | reference | reading | |", "| --- | --- | --- | --- |"]
     for p in chosen:
