@@ -21,7 +21,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
             "to the formula's connected ink, a thick pen thinned, and scaled to the recognizer's height; "
             "InkML strokes are rasterized as the training data was. A file that cannot be read prints an "
             "error line and the others go on; the exit status is 1 when any file failed. Uses the shipped "
-            "CROHME-trained recognizer unless --recognizer is given."
+            "recognizer (trained on CROHME and stitched handwriting; its card: formula_gan/weights/recognizer.md) "
+            "unless --recognizer is given."
         ),
     )
     p.add_argument("files", nargs="+", metavar="FILE|DIR",

@@ -34,12 +34,8 @@ JUDGE = WEIGHTS / "judge.pt"
 
 
 def default_judge() -> Path | None:
-    """The packaged judge (weights/judge.pt), else the packaged recognizer when it is the
-    CROHME-only one, else None."""
-    if JUDGE.is_file():
-        return JUDGE
-    fallback = WEIGHTS / "recognizer.pt"
-    return fallback if fallback.is_file() else None
+    """The packaged judge (weights/judge.pt), or None when this installation has none."""
+    return JUDGE if JUDGE.is_file() else None
 
 
 @dataclass

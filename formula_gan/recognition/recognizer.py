@@ -1,7 +1,7 @@
 """``Recognizer``: handwritten formula pictures and InkML files in, LaTeX out.
 
 >>> from formula_gan import Recognizer
->>> rec = Recognizer()                        # the shipped CROHME-trained weights
+>>> rec = Recognizer()                        # the shipped weights (weights/recognizer.md)
 >>> rec.read_file("photo.jpg").latex
 '\\frac {a} {b}'
 
