@@ -104,7 +104,7 @@ def synthesizer(args: argparse.Namespace, generator: Path | str, height: int | N
 
     resources = Resources(device=args.device, batch_size=args.batch_size, cpu_threads=args.cpu_threads,
                           render_workers=args.render_workers, engine=engine)
-    if getattr(args, "method", "gan") == "refine":  # stitch -> refine: the refiner at its own height
+    if args.method == "refine":  # stitch -> refine: the refiner at its own height
         settings = {"refine": {"generator": str(generator), "oversize": "downscale"},
                     "stitch": {"symbols": args.symbols}}
         return Synthesizer("refine", SynthesisConfig(samples_per_shard=args.samples_per_shard), settings=settings,

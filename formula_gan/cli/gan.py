@@ -60,9 +60,9 @@ def _export(args: argparse.Namespace) -> int:
     if not args.out and not args.onnx:
         raise FormulaGanError("export-generator: give --out FILE, --onnx FILE or both")
     if args.onnx:
-        from formula_gan.models.onnx_files import require
+        from formula_gan.models.onnx_files import require_exporter
 
-        require("onnx"), require("onnxruntime")  # before the torch file is written: all or nothing
+        require_exporter()  # before the torch file is written: all or nothing
     source = args.checkpoint
     if args.out:
         path, sha, step = export_generator(args.checkpoint, args.out, fp16=args.fp16)

@@ -92,10 +92,9 @@ def export(args: argparse.Namespace) -> int:
     if not args.out and not args.onnx:
         raise FormulaGanError("export-recognizer: give --out FILE, --onnx FILE or both")
     if args.onnx:
-        from formula_gan.models.onnx_files import require
+        from formula_gan.models.onnx_files import require_exporter
 
-        require("onnx")  # both checked before --out is written: all or nothing
-        require("onnxruntime")
+        require_exporter()  # before --out is written: all or nothing
     if args.out:
         info = export_recognizer(args.checkpoint, args.out)
         print(f"export-recognizer: step {info['step']}, weights sha256 {info['weights_sha256'][:16]}… -> {args.out}")

@@ -15,9 +15,8 @@ def register(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None
         help="a generator's scorecard on CROHME test 2014: content kept (ExpRate, WER) and realism (Fréchet distance)",
         description=(
             "Render and synthesize the formulas of a real test set with a fixed seed, then let one "
-            "recognizer (default: the packaged judge, trained on real CROHME alone) read the real, rendered and "
-            "synthetic images (ExpRate, "
-            "<=1, <=2, WER, CER) and measure the Fréchet distance of its encoder features to the real test "
+            "recognizer (default: the packaged judge, trained on real CROHME alone) read the real, rendered "
+            "and synthetic images (ExpRate, <=1, <=2, WER, CER) and measure the Fréchet distance of its encoder features to the real test "
             "images, with real train <-> real test as the floor and rendered <-> real test as the baseline. "
             "Writes scorecard.json, scorecard.md and sheet.png (real | rendered | synthetic) to --out. "
             "(score-generator is the paper's slower Table 1 protocol: it trains a task model on the output.)"

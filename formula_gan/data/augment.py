@@ -38,8 +38,8 @@ class AugmentConfig:
     # redraws them with the training pen (recognition/cleanup.thin_to_pen), but what the marker filled or
     # joined stays so (small loops, strokes written close). scripts/bench_paper_photos.py, by_kind: the
     # CROHME-only recognizer (weights/judge.pt) reads 20 % of the clean formulas and 10 % of their marker
-    # photos once prepared (pencil and pen photos: 16 and 18 %). This gives training images the same round trip. Off by
-    # default (0: no random draw either, so existing runs are unchanged); no run uses it yet.
+    # photos once prepared (pencil and pen photos: 16 and 18 %). This gives training images the same round
+    # trip. Off by default (0: no random draw either, so existing runs are unchanged); no run uses it yet.
     p_marker: float = 0.0
     marker_px: tuple[float, float] = (1.0, 2.5)  # how far the marker spreads past each stroke edge, image px
 

@@ -59,6 +59,12 @@ def require(module: str) -> Any:
         raise OnnxUnavailableError(f"the onnx engine needs {module}, which is not installed: {INSTALL_HINT}") from err
 
 
+def require_exporter() -> None:
+    """Both onnx (to write graphs) and onnxruntime (to check them), before an export writes anything."""
+    require("onnx")
+    require("onnxruntime")
+
+
 def export_graph(module: torch.nn.Module, args: tuple[torch.Tensor, ...], input_names: Sequence[str],
                  output_names: Sequence[str], dynamic_axes: Mapping[str, Mapping[int, str]]) -> bytes:
     """``module`` (eval mode, CPU) as ONNX bytes, by torch's TorchScript-based exporter.
